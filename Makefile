@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# pip (not uv/poetry): torch 2.14.1 / torchvision 0.29.1 come from this machine's wheel store.
+PIP := $(BIN)/pip --disable-pip-version-check
+
+.PHONY: demo test install install-dev lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(BIN)/seewhy demo --out seewhy-demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/cam.py
+
+clean:
+	rm -rf $(VENV) seewhy-demo .pytest_cache .mypy_cache .ruff_cache

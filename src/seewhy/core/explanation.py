@@ -1,0 +1,91 @@
+"""The one result type every method returns (STYLE rule 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Attributions for a batch, with what produced them.
+
+    Attributes:
+        method: the registered method name (``gradcam``, ``gradcam++``, ...).
+        attributions: input name -> detached float32 tensor. Image maps are ``[B, H, W]`` at
+            the input resolution (``"image"``); other inputs are keyed by their name.
+        target: the target's name (``pred``, ``value``, ``-value``, a label ...).
+        params: the method's settings, as they go to summary.json.
+        layer: the layer a CAM read, or ``None``.
+        output: the model's output for the batch ``[B, C]`` (detached float32).
+        target_indices: the output column explained per sample ``[B]``.
+        signed: whether the maps keep a sign (negative = lowers the target).
+        extras: optional outputs (low-resolution maps, completeness gaps, ...).
+    """
+
+    method: str
+    attributions: Mapping[str, Tensor]
+    target: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    layer: str | None = None
+    output: Tensor | None = None
+    target_indices: Tensor | None = None
+    signed: bool = False
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def map(self) -> Tensor:
+        """The image attribution map ``[B, H, W]``."""
+        return self.attributions["image"]
+
+    def __len__(self) -> int:
+        return int(next(iter(self.attributions.values())).shape[0])
+
+    def normalized(self, name: str = "image") -> Tensor:
+        """Per-sample scaled maps: ``[0, 1]`` by min-max, or ``[-1, 1]`` by max-abs if signed."""
+        m = self.attributions[name]
+        flat = m.flatten(1)
+        shape = (-1,) + (1,) * (m.ndim - 1)
+        if self.signed:
+            scale = flat.abs().amax(dim=1).clamp_min(1e-12).view(shape)
+            return m / scale
+        lo = flat.amin(dim=1).view(shape)
+        hi = flat.amax(dim=1).view(shape)
+        return (m - lo) / (hi - lo).clamp_min(1e-12)
+
+    @staticmethod
+    def concat(parts: Sequence[Explanation]) -> Explanation:
+        """Join explanations of consecutive chunks of one batch (same method, target, layer)."""
+        import torch
+
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+
+        def cat(values: list[Any]) -> Any:
+            if all(isinstance(v, torch.Tensor) for v in values):
+                return torch.cat(values)
+            return values[0]
+
+        extras = {
+            k: cat([p.extras[k] for p in parts])
+            for k in first.extras
+            if all(k in p.extras for p in parts)
+        }
+        return Explanation(
+            method=first.method,
+            attributions={k: torch.cat([p.attributions[k] for p in parts]) for k in first.attributions},
+            target=first.target,
+            params=first.params,
+            layer=first.layer,
+            output=None if first.output is None else torch.cat([p.output for p in parts]),  # type: ignore[misc]
+            target_indices=None
+            if first.target_indices is None
+            else torch.cat([p.target_indices for p in parts]),  # type: ignore[misc]
+            signed=first.signed,
+            extras=extras,
+        )
