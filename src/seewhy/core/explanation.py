@@ -78,7 +78,9 @@ class Explanation:
         }
         return Explanation(
             method=first.method,
-            attributions={k: torch.cat([p.attributions[k] for p in parts]) for k in first.attributions},
+            attributions={
+                k: torch.cat([p.attributions[k] for p in parts]) for k in first.attributions
+            },
             target=first.target,
             params=first.params,
             layer=first.layer,

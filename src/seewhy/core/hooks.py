@@ -49,7 +49,9 @@ def _first_tensor(output: Any, name: str) -> Tensor:
 
 
 @contextmanager
-def capture_output(layer: nn.Module, name: str = "layer", *, leaf: bool = True) -> Iterator[Captured]:
+def capture_output(
+    layer: nn.Module, name: str = "layer", *, leaf: bool = True
+) -> Iterator[Captured]:
     """Capture ``layer``'s output during the forward passes run inside the block.
 
     With ``leaf=True`` the output is replaced by a fresh leaf tensor that requires grad (and a

@@ -162,7 +162,9 @@ def list_layers(model: nn.Module, example: Tensor | None = None) -> list[LayerIn
     hints = _module_hints(model)
     with explaining(model), torch.no_grad(), record_output_shapes(named) as rec:
         model(x)
-    return [LayerInfo(n, types[n], rec.shapes[n], _is_spatial(rec.shapes[n], hints)) for n in rec.order]
+    return [
+        LayerInfo(n, types[n], rec.shapes[n], _is_spatial(rec.shapes[n], hints)) for n in rec.order
+    ]
 
 
 def auto_layer(model: nn.Module, example: Tensor | None = None) -> LayerSpec:
@@ -188,7 +190,9 @@ def auto_layer(model: nn.Module, example: Tensor | None = None) -> LayerSpec:
     return get_layer(model, pick[-1].name)
 
 
-def resolve_layer(model: nn.Module, layer: str | None = "auto", example: Tensor | None = None) -> LayerSpec:
+def resolve_layer(
+    model: nn.Module, layer: str | None = "auto", example: Tensor | None = None
+) -> LayerSpec:
     """``"auto"``/``None`` -> :func:`auto_layer`; a name -> :func:`get_layer`."""
     if layer is None or layer == "auto":
         return auto_layer(model, example)

@@ -33,7 +33,9 @@ def default_layer(model: Any) -> str:
     return str(getattr(model, "layer", None) or "auto")
 
 
-def as_targets(model: Any, target: str | int | Target, num_outputs: int | None = None) -> list[Target]:
+def as_targets(
+    model: Any, target: str | int | Target, num_outputs: int | None = None
+) -> list[Target]:
     """Parse a target against the model's task and labels."""
     return parse_target(
         target,
@@ -89,7 +91,9 @@ class Method:
         """The settings as they go to summary.json."""
         return dataclasses.asdict(self)
 
-    def __call__(self, model: Any, inputs: Tensor, target: str | int | Target = "pred") -> Explanation:
+    def __call__(
+        self, model: Any, inputs: Tensor, target: str | int | Target = "pred"
+    ) -> Explanation:
         return self.run_many([self], model, inputs, single_target(model, target))[0]
 
     @classmethod

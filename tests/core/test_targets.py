@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from seewhy.core.errors import TargetError
+from seewhy.core.targets import (
+    ClassTarget,
+    PredictedClass,
+    RegressionTarget,
+    SampleClasses,
+    output_tensor,
+    parse_target,
+)
+
+OUT = torch.tensor([[1.0, 5.0, -2.0], [4.0, 0.0, 3.0]])
+
+
+def test_pred_picks_argmax_per_sample() -> None:
+    (t,) = parse_target("pred")
+    assert isinstance(t, PredictedClass)
+    assert t(OUT).tolist() == [5.0, 4.0]
+    assert t.indices(OUT).tolist() == [1, 0]
+
+
+def test_class_index_and_label() -> None:
+    (t,) = parse_target("2", labels=["a", "b", "c"])
+    assert t(OUT).tolist() == [-2.0, 3.0]
+    (u,) = parse_target("b", labels=["a", "b", "c"])
+    assert u == ClassTarget(1, "b") and u.name == "b"
+    assert u(OUT).tolist() == [5.0, 0.0]
+    (v,) = parse_target(0)
+    assert v(OUT).tolist() == [1.0, 4.0]
+
+
+def test_all_gives_one_target_per_class() -> None:
+    ts = parse_target("all", labels=["a", "b", "c"])
+    assert [t(OUT).tolist() for t in ts] == [[1.0, 4.0], [5.0, 0.0], [-2.0, 3.0]]
+    assert len(parse_target("all", num_outputs=5)) == 5
+
+
+def test_true_uses_per_sample_labels() -> None:
+    (t,) = parse_target("true", true_labels=[2, 1])
+    assert isinstance(t, SampleClasses)
+    assert t(OUT).tolist() == [-2.0, 0.0]
+    with pytest.raises(TargetError, match="target-col"):
+        parse_target("true")
+
+
+def test_regression_value_and_minus_value_are_signed() -> None:
+    out = torch.tensor([[2.5], [-1.0]])
+    (up,) = parse_target("value", task="regression")
+    (down,) = parse_target("-value", task="regression")
+    assert up(out).tolist() == [2.5, -1.0]
+    assert down(out).tolist() == [-2.5, 1.0]
+    assert (up.name, down.name) == ("value", "-value")
+    # a 1-D output is read as one column
+    assert up(torch.tensor([3.0, 4.0])).tolist() == [3.0, 4.0]
+
+
+def test_multi_output_regression_by_name_and_index() -> None:
+    out = torch.tensor([[1.0, 10.0], [2.0, 20.0]])
+    (t,) = parse_target("-rent", task="regression", labels=["price", "rent"])
+    assert t == RegressionTarget(output=1, sign=-1, output_name="rent")
+    assert t(out).tolist() == [-10.0, -20.0]
+    (u,) = parse_target("1", task="regression")
+    assert u(out).tolist() == [10.0, 20.0]
+
+
+def test_bad_targets_say_what_to_do() -> None:
+    with pytest.raises(TargetError, match="did you mean 'fracture'"):
+        parse_target("fractur", labels=["normal", "fracture"])
+    with pytest.raises(TargetError, match="regression"):
+        parse_target("-value", task="classification")
+    with pytest.raises(TargetError, match="out of range"):
+        ClassTarget(7)(OUT)
+
+
+def test_output_tensor_unwraps_common_containers() -> None:
+    class HF:
+        logits = OUT
+
+    assert output_tensor(HF()) is OUT
+    assert output_tensor({"logits": OUT}) is OUT
+    assert output_tensor((OUT, None)) is OUT
