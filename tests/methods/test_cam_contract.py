@@ -91,9 +91,7 @@ def _same(a: dict[str, object], b: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize("method", available_methods())
-def test_model_left_as_found(
-    small_cnn: nn.Module, images: torch.Tensor, method: str
-) -> None:
+def test_model_left_as_found(small_cnn: nn.Module, images: torch.Tensor, method: str) -> None:
     model = small_cnn.train()  # handed over in training mode, with mixed flags and a .grad
     model.features[0].weight.requires_grad_(False)
     model.fc.weight.grad = torch.ones_like(model.fc.weight)
@@ -191,7 +189,17 @@ def test_bf16_model_gives_float32_maps_close_to_fp32(small_cnn: nn.Module) -> No
     assert r > 0.95
 
 
-def SmallCNNCopy(model: nn.Module) -> nn.Module:  # noqa: N802 - reads like a constructor
+def SmallCNNCopy(model: nn.Module) -> nn.Module:
     import copy
 
     return copy.deepcopy(model)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_maps_equal_cpu_maps(small_cnn: nn.Module, images: torch.Tensor) -> None:
+    cpu = explain(small_cnn, images, CAMS)
+    gpu_model = SmallCNNCopy(small_cnn).cuda()
+    gpu = explain(gpu_model, images.cuda(), CAMS)
+    for a, b in zip(cpu, gpu, strict=True):
+        assert b.map.device.type == "cuda"
+        torch.testing.assert_close(a.map, b.map.cpu(), atol=1e-4, rtol=1e-3)

@@ -116,7 +116,8 @@ class CAM(Method):
         results = []
         for m, name in zip(cams, names, strict=True):
             if name not in passes:
-                needs = any(c.needs_gradients for c, n in zip(cams, names, strict=True) if n == name)
+                same = zip(cams, names, strict=True)
+                needs = any(c.needs_gradients for c, n in same if n == name)
                 example = to_model_input(module, inputs[:1]) if name == "auto" else None
                 spec = resolve_layer(module, name, example)
                 passes[name] = layer_pass(module, inputs, target, spec, gradients=needs)
@@ -221,7 +222,7 @@ class EigenCAM(CAM):
         import torch
 
         a = torch.nan_to_num(p.activations)
-        b, k, h, w = a.shape
+        b, _, h, w = a.shape
         m = a.flatten(2).transpose(1, 2)  # [B, hw, K]
         m = m - m.mean(dim=1, keepdim=True)
         _, _, vh = torch.linalg.svd(m, full_matrices=False)

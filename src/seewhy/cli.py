@@ -1,0 +1,234 @@
+"""The command line: argument parsing and exit codes only (the work is in ``seewhy.jobs``).
+
+Exit codes: 0 all done; 1 some samples failed (each in errors.jsonl); 2 bad usage or an
+unusable model/input, with a one-line reason. Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+app = typer.Typer(
+    name="seewhy",
+    help="Why does your image model decide what it decides, and can you trust the explanation?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[], T]) -> T:
+    """Run a command body: a SeewhyError becomes one line on stderr and exit code 2."""
+    from seewhy.core.errors import SeewhyError
+
+    try:
+        return work()
+    except SeewhyError as exc:
+        message = " ".join(str(exc).split())
+        typer.echo(f"seewhy: error: {message}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("seewhy: interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def _split(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+Model = Annotated[
+    list[str],
+    typer.Option(
+        "--model",
+        "-m",
+        help="A model card (.toml) or an arch string (timm:NAME, torchvision:NAME, "
+        "FILE.py:FACTORY, package.module:FACTORY, torchscript:FILE). Repeat to compare models.",
+    ),
+]
+
+
+@app.command()
+def explain(
+    images: Annotated[list[Path] | None, typer.Argument(help="Image files to explain.")] = None,
+    model: Model = [],  # noqa: B006 - typer reads the default
+    method: Annotated[
+        str,
+        typer.Option(
+            help="Comma list: gradcam, gradcam++, hirescam, xgradcam, layercam, eigencam, scorecam."
+        ),
+    ] = "gradcam",
+    target: Annotated[
+        str, typer.Option(help="pred, a class index or label, value, -value (regression).")
+    ] = "pred",
+    layer: Annotated[
+        str | None, typer.Option(help="CAM layer (module name); default auto.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("seewhy-out"),
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for --sample and random methods.")] = 0,
+    data: Annotated[
+        Path | None, typer.Option(help="A manifest (CSV/Parquet) instead of IMAGEs.")
+    ] = None,
+    sample: Annotated[int | None, typer.Option(help="N random manifest rows (seeded).")] = None,
+    id_col: Annotated[str, typer.Option(help="Manifest id column.")] = "id",
+    image_col: Annotated[str, typer.Option(help="Manifest image column.")] = "image_path",
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Checkpoint for a single arch-string model.")
+    ] = None,
+    labels: Annotated[
+        str | None, typer.Option(help="Comma list of class names (single model).")
+    ] = None,
+    trust_checkpoint: Annotated[
+        bool, typer.Option(help="Allow checkpoints that need full unpickling (runs code!).")
+    ] = False,
+    report: Annotated[bool, typer.Option(help="Write report.html.")] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bar or console summary.")] = False,
+) -> None:
+    """Explain images with one or more models: maps, figures, summary.json and report.html.
+
+    Example:
+
+        seewhy explain xray1.png xray2.png -m convnext.toml -m effnet.toml --method gradcam,scorecam
+    """
+
+    def work() -> int:
+        from seewhy.data.samples import from_manifest, from_paths
+        from seewhy.jobs.workflow import ExplainOptions, run_explain
+        from seewhy.render.console import print_summary
+
+        if images and data:
+            raise _usage("give IMAGE paths or --data MANIFEST, not both")
+        samples = (
+            from_manifest(data, id_col=id_col, image_col=image_col, sample=sample, seed=seed)
+            if data
+            else from_paths(images or [])
+        )
+        opts = ExplainOptions(
+            methods=_split([method]),
+            target=target,
+            layer=layer,
+            out=out,
+            device=device,
+            batch_size=batch_size,
+            seed=seed,
+            trust_checkpoint=trust_checkpoint,
+            checkpoint=checkpoint,
+            labels=_split([labels]) if labels else None,
+            progress=not quiet,
+            report=report,
+        )
+        outcome = run_explain(samples, model, opts)
+        if not quiet:
+            print_summary(outcome.summary, outcome.out, outcome.failed)
+        return outcome.exit_code
+
+    raise typer.Exit(_run(work))
+
+
+def _usage(message: str) -> Exception:
+    from seewhy.core.errors import UsageError
+
+    return UsageError(message)
+
+
+@app.command()
+def layers(
+    model: Annotated[str, typer.Argument(help="A model card (.toml) or an arch string.")],
+    checkpoint: Annotated[str | None, typer.Option(help="Checkpoint to load first.")] = None,
+    trust_checkpoint: Annotated[bool, typer.Option(help="Allow full unpickling.")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Every module, not just spatial ones.")
+    ] = False,
+) -> None:
+    """List the layers a CAM can read, with output shapes; the auto choice is marked.
+
+    Example:
+
+        seewhy layers timm:convnext_tiny
+    """
+
+    def work() -> None:
+        from seewhy.core.layers import example_input, list_layers
+        from seewhy.jobs.explain import auto_layer_name
+        from seewhy.models.loader import load_model
+
+        m = load_model(
+            model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device="cpu"
+        )
+        auto = auto_layer_name(m)
+        rows = list_layers(m.module, example_input(m.module, tuple(m.preprocess.size)))
+        for r in rows:
+            if show_all or r.spatial:
+                mark = "  <- auto" if r.name == auto else ""
+                typer.echo(f"{r.name:<40} {r.type:<24} {list(r.shape)}{mark}")
+
+    _run(work)
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Argument(help="An output folder with summary.json.")],
+) -> None:
+    """(Re)render report.html from an output folder.
+
+    Example:
+
+        seewhy report seewhy-out
+    """
+
+    def work() -> None:
+        from seewhy.core.errors import UsageError
+        from seewhy.render.report import render_report
+
+        if not (out / "summary.json").is_file():
+            raise UsageError(
+                f"{out} has no summary.json; run `seewhy explain ... --out {out}` first"
+            )
+        typer.echo(str(render_report(out)))
+
+    _run(work)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("seewhy-demo"),
+    quiet: Annotated[bool, typer.Option(help="No progress bar or console summary.")] = False,
+) -> None:
+    """Explain the bundled demo X-rays with two small models and three methods; offline.
+
+    Example:
+
+        seewhy demo --out seewhy-demo
+    """
+
+    def work() -> int:
+        from seewhy.jobs.demo import run_demo
+        from seewhy.render.console import print_summary
+
+        outcome = run_demo(out, progress=not quiet)
+        if not quiet:
+            print_summary(outcome.summary, outcome.out, outcome.failed)
+        return outcome.exit_code
+
+    raise typer.Exit(_run(work))
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console entry point."""
+    return app(args=argv if argv is not None else sys.argv[1:], prog_name="seewhy")
+
+
+if __name__ == "__main__":
+    main()
