@@ -168,7 +168,7 @@ def layers(
             model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device="cpu"
         )
         auto = auto_layer_name(m)
-        rows = list_layers(m.module, example_input(m.module, tuple(m.preprocess.size)))
+        rows = list_layers(m.module, example_input(m.module, m.preprocess.size))
         for r in rows:
             if show_all or r.spatial:
                 mark = "  <- auto" if r.name == auto else ""

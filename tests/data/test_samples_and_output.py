@@ -45,12 +45,25 @@ def test_summary_schema_catches_problems() -> None:
     assert validate_summary(s) == []
     s["models"].append({"name": "m", "arch": "timm:x", "task": "classification", "layer": "auto"})
     s["samples"].append({"id": "a", "image_path": "a.png"})
-    s["results"].append({"sample": "a", "model": "m", "prediction": {"value": 1.0},
-                         "explained": "value", "attributions": [{"method": "gradcam",
-                                                                 "map": "x.npy", "figure": "x.png"}]})
+    s["results"].append(
+        {
+            "sample": "a",
+            "model": "m",
+            "prediction": {"value": 1.0},
+            "explained": "value",
+            "attributions": [{"method": "gradcam", "map": "x.npy", "figure": "x.png"}],
+        }
+    )
     assert validate_summary(s) == []
-    s["results"].append({"sample": "zz", "model": "m", "prediction": {}, "explained": "v",
-                         "attributions": [{"method": "gradcam"}]})
+    s["results"].append(
+        {
+            "sample": "zz",
+            "model": "m",
+            "prediction": {},
+            "explained": "v",
+            "attributions": [{"method": "gradcam"}],
+        }
+    )
     problems = validate_summary(s)
     assert "results[1].sample 'zz' is not in samples[]" in problems
     assert "results[1].prediction needs label/index/score or value" in problems
@@ -64,8 +77,15 @@ def test_output_folder_atomic_writes_and_resume(tmp_path: Path) -> None:
     out.save_map(m, np.eye(3))
     assert np.load(m).dtype == np.float32
     summary = new_summary()
-    summary["results"].append({"sample": "s1", "model": "my model", "attributions": [
-        {"method": "gradcam++", "map": out.rel(m), "figure": "figures/s1/missing.png"}]})
+    summary["results"].append(
+        {
+            "sample": "s1",
+            "model": "my model",
+            "attributions": [
+                {"method": "gradcam++", "map": out.rel(m), "figure": "figures/s1/missing.png"}
+            ],
+        }
+    )
     out.save_summary(summary)
     assert json.loads(out.summary_path.read_text())["schema"] == "seewhy/1"
     assert done_results(summary, out.root) == set()  # the figure is missing: not done

@@ -1,0 +1,115 @@
+"""Robust image decoding: EXIF orientation, grayscale, alpha, palette, 16-bit, CMYK.
+
+Every failure is an :class:`~seewhy.core.errors.ImageError` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seewhy.core.errors import ImageError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image ready for a model and for display.
+
+    Attributes:
+        image: RGB, upright (EXIF orientation applied), 8 bits per channel.
+        grayscale: the source had one channel (or three equal ones): show it in gray.
+        mode: the source's PIL mode (``L``, ``I;16``, ``RGBA``, ``CMYK`` ...).
+        path: the source path, if it was a file.
+    """
+
+    image: Image
+    grayscale: bool
+    mode: str
+    path: str | None = None
+
+
+def decode_image(source: str | Path | bytes | Image) -> DecodedImage:
+    """Decode a file path, bytes or PIL image.
+
+    Transparent images are composed over white; 16-bit, 32-bit and float images are stretched
+    from their min..max to 0..255 (X-rays often use 12 of 16 bits).
+    """
+    from PIL import Image as PILImage
+    from PIL import ImageOps, UnidentifiedImageError
+
+    name = (
+        "<bytes>" if isinstance(source, bytes) else str(getattr(source, "filename", "") or source)
+    )
+    if isinstance(source, PILImage.Image):
+        img, path = source, None
+    else:
+        path = None if isinstance(source, bytes) else str(source)
+        if path is not None and not Path(path).is_file():
+            raise ImageError(f"image {path} does not exist; check the path")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+                img = PILImage.open(io.BytesIO(source) if isinstance(source, bytes) else str(path))
+                img.load()
+        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+            raise ImageError(
+                f"image {name} is too large to decode safely ({exc}); downscale it first"
+            ) from None
+        except UnidentifiedImageError:
+            raise ImageError(
+                f"{name} is not an image PIL can read; pass a PNG, JPEG, TIFF ..."
+            ) from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageError(
+                f"image {name} is corrupt or truncated ({exc}); re-export the file"
+            ) from None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        # a broken EXIF block: keep the pixels as stored
+        img = ImageOps.exif_transpose(img) or img
+    mode = img.mode
+    rgb, gray = _to_rgb(img)
+    return DecodedImage(image=rgb, grayscale=gray, mode=mode, path=path)
+
+
+def _to_rgb(img: Any) -> tuple[Image, bool]:
+    import numpy as np
+    from PIL import Image as PILImage
+
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        scaled = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo) * 255.0
+        gray = PILImage.fromarray(np.round(scaled).astype(np.uint8))
+        return gray.convert("RGB"), True
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        white = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
+        composed = PILImage.alpha_composite(white, rgba).convert("RGB")
+        return composed, mode in ("LA", "La") or _equal_channels(composed)
+    if mode in ("L", "1"):
+        return img.convert("RGB"), True
+    rgb = img.convert("RGB")
+    return rgb, _equal_channels(rgb)
+
+
+def _equal_channels(rgb: Any) -> bool:
+    import numpy as np
+
+    a = np.asarray(rgb)
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+
+def load_image(source: str | Path | bytes | Image) -> Image:
+    """The decoded RGB image (see :func:`decode_image`)."""
+    return decode_image(source).image

@@ -1,0 +1,323 @@
+"""``load_model``: a model card or an arch string (+ checkpoint) to a ready :class:`Model`."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seewhy.core.errors import CheckpointError, ModelLoadError, did_you_mean
+from seewhy.core.targets import TASKS
+from seewhy.models.checkpoint import load_checkpoint
+from seewhy.models.model import Model
+from seewhy.models.preprocess import resolve_preprocess
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+CARD_KEYS = (
+    "name",
+    "arch",
+    "checkpoint",
+    "task",
+    "labels",
+    "num_classes",
+    "layer",
+    "preprocess",
+    "inputs",
+)
+
+
+def load_model(
+    spec: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    labels: list[str] | None = None,
+    num_classes: int | None = None,
+    task: str | None = None,
+    layer: str | None = None,
+    name: str | None = None,
+    preprocess: dict[str, Any] | None = None,
+    trust_checkpoint: bool = False,
+    device: str | None = None,
+) -> Model:
+    """Build the model a card or arch string describes and load its checkpoint.
+
+    Args:
+        spec: a model card (``.toml``, SPEC section 3) or an arch string: ``timm:NAME``,
+            ``torchvision:NAME``, ``FILE.py:FACTORY``, ``package.module:FACTORY``,
+            ``torchscript:FILE``.
+        checkpoint: weights to load (overrides the card's); ``.pt/.pth/.bin`` or
+            ``.safetensors``.
+        labels, num_classes, task, layer, name, preprocess: override the card's values.
+        trust_checkpoint: allow checkpoints that need full unpickling (runs code).
+        device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; default cuda when available.
+
+    The number of outputs comes from, in order: ``num_classes``, the card, the labels, the
+    checkpoint's metadata (``num_classes``, ``class_names``), the shape of the checkpoint's
+    classifier head, the architecture's default.
+    """
+    card, base, default_name = _read_card(spec)
+    arch = card.get("arch") if card else str(spec)
+    ckpt_value = checkpoint if checkpoint is not None else card.get("checkpoint")
+    ckpt = None
+    if ckpt_value:
+        ckpt = Path(ckpt_value) if checkpoint is not None else _relative(base, str(ckpt_value))
+    weights: dict[str, Tensor] = {}
+    meta: dict[str, Any] = {}
+    if ckpt is not None:
+        weights, meta = load_checkpoint(ckpt, trust_checkpoint=trust_checkpoint)
+    if not arch:
+        arch = _arch_from_metadata(meta)
+        if not arch:
+            raise ModelLoadError(
+                f"model card {spec} has no 'arch' and the checkpoint does not name one; add e.g. "
+                'arch = "timm:convnext_tiny"'
+            )
+    arch = str(arch)
+    labels = (
+        list(labels or card.get("labels") or meta.get("class_names") or meta.get("labels") or [])
+        or None
+    )
+    n = num_classes or card.get("num_classes") or (len(labels) if labels else None)
+    n = n or _int(meta.get("num_classes"))
+    module = _build(arch, n, base)
+    if weights and n is None:
+        head = _head_outputs(module, weights)
+        if head is not None and head != _out_features(module):
+            module = _build(arch, head, base)
+    if weights:
+        _fit(module, weights, ckpt, arch)
+    task = task or card.get("task") or "classification"
+    if task not in TASKS:
+        raise ModelLoadError(f"task '{task}' in {spec}: expected one of {', '.join(TASKS)}")
+    module = module.to(_device(device)).eval()
+    overrides = {**(card.get("preprocess") or {}), **(preprocess or {})}
+    outputs = len(labels) if labels else (n or _out_features(module))
+    if labels and outputs and _out_features(module) not in (None, len(labels)):
+        raise ModelLoadError(
+            f"{len(labels)} labels given but {arch} has {_out_features(module)} outputs; fix "
+            "labels or num_classes"
+        )
+    return Model(
+        module=module,
+        name=str(name or card.get("name") or default_name or _short(arch)),
+        arch=arch,
+        task=task,
+        labels=[str(v) for v in labels] if labels else None,
+        num_outputs=outputs,
+        layer=str(layer or card.get("layer") or "auto"),
+        checkpoint=str(ckpt) if ckpt is not None else None,
+        metadata=meta,
+        preprocess=resolve_preprocess(module, arch, overrides),
+    )
+
+
+def _read_card(spec: str | Path) -> tuple[dict[str, Any], Path, str | None]:
+    text = str(spec)
+    if not text.lower().endswith(".toml"):
+        return {}, Path.cwd(), None
+    path = Path(text)
+    if not path.is_file():
+        raise ModelLoadError(f"model card {path} does not exist")
+    try:
+        card = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"model card {path} is not valid TOML: {exc}") from None
+    for key in card:
+        if key not in CARD_KEYS:
+            raise ModelLoadError(
+                f"model card {path}: unknown key '{key}'{did_you_mean(key, CARD_KEYS)} "
+                f"Known keys: {', '.join(CARD_KEYS)}"
+            )
+    return card, path.parent, path.stem
+
+
+def _relative(base: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else base / p
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(arch: str) -> str:
+    tail = arch.split(":", 1)[-1]
+    return Path(tail).stem if tail.endswith((".py", ".pt", ".pth")) else tail.split(".")[-1]
+
+
+def _arch_from_metadata(meta: dict[str, Any]) -> str | None:
+    name = meta.get("arch") or meta.get("model_name")
+    if not isinstance(name, str) or not name:
+        return None
+    if ":" in name:
+        return name
+    import timm
+
+    if timm.is_model(name):
+        return f"timm:{name}"
+    import torchvision
+
+    if name in torchvision.models.list_models():
+        return f"torchvision:{name}"
+    raise ModelLoadError(
+        f"the checkpoint names the architecture '{name}', which neither timm nor torchvision "
+        "knows; set arch in the model card"
+    )
+
+
+def _build(arch: str, n: int | None, base: Path) -> nn.Module:
+    from torch import nn
+
+    kind, _, rest = arch.partition(":")
+    if kind == "timm":
+        import timm
+
+        if not timm.is_model(rest):
+            raise ModelLoadError(
+                f"timm has no model '{rest}'{did_you_mean(rest, timm.list_models())}"
+            )
+        kwargs: dict[str, Any] = {"num_classes": n} if n is not None else {}
+        module = timm.create_model(rest, pretrained=False, **kwargs)
+    elif kind == "torchvision":
+        import torchvision
+
+        names = torchvision.models.list_models()
+        if rest not in names:
+            raise ModelLoadError(f"torchvision has no model '{rest}'{did_you_mean(rest, names)}")
+        tv_kwargs: dict[str, Any] = {"num_classes": n} if n is not None else {}
+        module = torchvision.models.get_model(rest, weights=None, **tv_kwargs)
+    elif kind == "torchscript":
+        import torch
+
+        path = _relative(base, rest)
+        if not path.is_file():
+            raise ModelLoadError(f"torchscript file {path} does not exist")
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as exc:
+            raise ModelLoadError(
+                f"{path} is not a TorchScript file: {str(exc).splitlines()[0]}"
+            ) from None
+    elif kind == "hf":
+        raise ModelLoadError(
+            f"'{arch}': Hugging Face models are not supported yet; export it with torch.jit.trace "
+            "and use torchscript:FILE, or wrap it in a FILE.py:FACTORY"
+        )
+    elif ":" in arch:
+        module = _from_factory(arch, n, base)
+    else:
+        raise ModelLoadError(
+            f"cannot read the arch '{arch}': use timm:NAME, torchvision:NAME, FILE.py:FACTORY, "
+            "package.module:FACTORY or torchscript:FILE (or a .toml model card)"
+        )
+    if not isinstance(module, nn.Module):
+        raise ModelLoadError(f"'{arch}' returned {type(module).__name__}, not a torch nn.Module")
+    return module
+
+
+def _from_factory(arch: str, n: int | None, base: Path) -> Any:
+    target, _, factory = arch.rpartition(":")
+    if target.endswith(".py"):
+        path = _relative(base, target)
+        if not path.is_file():
+            raise ModelLoadError(f"model file {path} does not exist (arch '{arch}')")
+        mod_name = f"seewhy_user_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        if spec is None or spec.loader is None:
+            raise ModelLoadError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        folder = str(path.parent.resolve())
+        if folder not in sys.path:
+            sys.path.insert(0, folder)  # let the file import its neighbours
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise ModelLoadError(f"cannot import '{target}' (arch '{arch}'): {exc}") from None
+    fn = getattr(module, factory, None)
+    if not callable(fn):
+        names = [k for k in dir(module) if not k.startswith("_")]
+        raise ModelLoadError(f"'{target}' has no factory '{factory}'{did_you_mean(factory, names)}")
+    params = inspect.signature(fn).parameters
+    takes = "num_classes" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+    return fn(num_classes=n) if (n is not None and takes) else fn()
+
+
+def _head_name(module: nn.Module) -> str | None:
+    from torch import nn
+
+    get = getattr(module, "get_classifier", None)
+    if callable(get):
+        head = get()
+        for name, m in module.named_modules():
+            if m is head and isinstance(m, nn.Module) and hasattr(m, "weight"):
+                return name
+    linears = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else None
+
+
+def _out_features(module: nn.Module) -> int | None:
+    name = _head_name(module)
+    if name is None:
+        return None
+    weight = getattr(dict(module.named_modules())[name], "weight", None)
+    return int(weight.shape[0]) if weight is not None else None
+
+
+def _head_outputs(module: nn.Module, weights: dict[str, Tensor]) -> int | None:
+    name = _head_name(module)
+    w = weights.get(f"{name}.weight") if name else None
+    return int(w.shape[0]) if w is not None and w.ndim >= 1 else None
+
+
+def _fit(module: nn.Module, weights: dict[str, Tensor], ckpt: Path | None, arch: str) -> None:
+    own = module.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [
+        f"{k} {list(weights[k].shape)} vs {list(own[k].shape)}"
+        for k in own
+        if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape conflicts (checkpoint vs model)", shapes),
+        ):
+            if items:
+                more = f", ... {len(items) - 5} more" if len(items) > 5 else ""
+                parts.append(f"{len(items)} {label} ({', '.join(items[:5])}{more})")
+        raise CheckpointError(
+            f"checkpoint {ckpt} does not fit {arch}: {'; '.join(parts)}. Is this the right "
+            "--model / arch, and num_classes or labels?"
+        )
+    module.load_state_dict(weights, strict=True)
+
+
+def _device(device: str | None) -> Any:
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ModelLoadError(f"--device {device}: expected cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"--device {device}: CUDA is not available here; use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"--device {device}: MPS is not available here; use --device cpu")
+    return dev
