@@ -1,0 +1,388 @@
+"""``seewhy explain`` as a workflow: samples x models x methods -> the output folder."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seewhy.core.errors import SeewhyError, UsageError
+from seewhy.data.output import OutputFolder, done_results
+from seewhy.data.samples import Sample, unique_ids
+
+if TYPE_CHECKING:
+    import numpy as np
+    from rich.console import Console
+
+    from seewhy.core.explanation import Explanation
+    from seewhy.models.model import Model
+
+METRIC_WORDS = ("acc", "f1", "auc", "precision", "recall", "loss", "mae", "rmse", "r2", "epoch")
+
+
+@dataclass
+class ExplainOptions:
+    """The flags of ``seewhy explain`` (SPEC section 2)."""
+
+    methods: list[str] = field(default_factory=lambda: ["gradcam"])
+    target: str = "pred"
+    layer: str | None = None
+    out: Path = Path("seewhy-out")
+    device: str | None = None
+    batch_size: int = 8
+    seed: int = 0
+    trust_checkpoint: bool = False
+    checkpoint: str | None = None
+    labels: list[str] | None = None
+    top_k: int = 3
+    progress: bool = True
+    report: bool = True
+
+
+@dataclass
+class RunOutcome:
+    """What a run left: the summary, how many samples failed, where."""
+
+    summary: dict[str, Any]
+    failed: int
+    out: Path
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def load_models(specs: Sequence[str], opts: ExplainOptions) -> list[Model]:
+    """Load every ``--model``; names made unique for file names and figures."""
+    from seewhy.models.loader import load_model
+
+    if not specs:
+        raise UsageError("no model given: pass --model CARD.toml or --model timm:NAME")
+    if len(specs) > 1 and (opts.checkpoint or opts.labels):
+        raise UsageError(
+            "--checkpoint/--labels apply to a single --model; with several models put each "
+            "checkpoint and its labels in a model card (.toml)"
+        )
+    import torch
+
+    torch.manual_seed(opts.seed)  # arch strings without a checkpoint get reproducible weights
+    models = [
+        load_model(
+            spec,
+            checkpoint=opts.checkpoint,
+            labels=opts.labels,
+            layer=opts.layer,
+            trust_checkpoint=opts.trust_checkpoint,
+            device=opts.device,
+        )
+        for spec in specs
+    ]
+    for m, name in zip(models, unique_ids([m.name for m in models]), strict=True):
+        m.name = name
+    return models
+
+
+def prediction(model: Model, output: Any, top_k: int = 3) -> tuple[dict[str, Any], list[str]]:
+    """The summary's ``prediction`` for one sample's output row, and readable lines."""
+    import torch
+
+    row = output.float().flatten()
+    if model.task == "regression":
+        if row.numel() == 1:
+            value = float(row[0])
+            return {"value": value}, [f"predicted value: {value:.4g}"]
+        values = {model.label(i): float(v) for i, v in enumerate(row)}
+        first = next(iter(values.values()))
+        return {"value": first, "values": values}, [f"{k}: {v:.4g}" for k, v in values.items()]
+    probs = torch.sigmoid(row) if model.task == "multilabel" else torch.softmax(row, dim=0)
+    order = probs.argsort(descending=True).tolist()
+    best = order[0]
+    lines = [f"{model.label(i)}: {float(probs[i]):.3f}" for i in order[:top_k]]
+    return {"label": model.label(best), "index": int(best), "score": float(probs[best])}, lines
+
+
+def _details(model: Model, e: Explanation, lines: list[str], explained: str) -> list[str]:
+    meta = [
+        f"recorded {k}: {v}"
+        for k, v in model.metadata.items()
+        if any(w in k.lower() for w in METRIC_WORDS) and isinstance(v, (int, float, str))
+    ]
+    return [
+        f"model: {model.name} ({model.arch})",
+        "prediction:",
+        *[f"  {line}" for line in lines],
+        f"explained: {explained}",
+        f"method: {e.method}" + (f"   layer: {e.layer}" if e.layer else ""),
+        *meta[:4],
+    ]
+
+
+def _upsert(items: list[dict[str, Any]], entry: dict[str, Any], *keys: str) -> None:
+    for i, item in enumerate(items):
+        if all(item.get(k) == entry.get(k) for k in keys):
+            items[i] = entry
+            return
+    items.append(entry)
+
+
+def _validate(models: Sequence[Model], opts: ExplainOptions) -> None:
+    """Fail fast (exit 2) on a layer or target that fits no sample, before any work."""
+    from seewhy.core.layers import get_layer
+    from seewhy.core.targets import parse_target
+
+    for m in models:
+        if m.layer != "auto":
+            get_layer(m.module, m.layer)
+        parse_target(opts.target, task=m.task, labels=m.labels, num_outputs=m.num_outputs)
+
+
+def run_explain(
+    samples: Sequence[Sample],
+    model_specs: Sequence[str],
+    opts: ExplainOptions,
+    console: Console | None = None,
+) -> RunOutcome:
+    """Explain every sample with every model and method; write figures, maps, summary, report.
+
+    A sample that fails (undecodable image, NaN output ...) is recorded in errors.jsonl and the
+    run goes on. A rerun with the same ``out`` skips finished (sample, model, method) results.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from seewhy.jobs.explain import resolve_methods
+
+    console = console or Console(stderr=True)
+    resolve_methods(opts.methods, opts.layer)  # unknown methods fail before any model loads
+    if not samples:
+        raise UsageError("no images to explain: pass IMAGE paths or --data MANIFEST")
+    models = load_models(model_specs, opts)
+    _validate(models, opts)
+    out = OutputFolder(opts.out)
+    out.root.mkdir(parents=True, exist_ok=True)
+    summary = out.load_summary()
+    finished = done_results(summary, out.root)
+    for m in models:
+        _upsert(summary["models"], m.describe(), "name")
+    errors: list[dict[str, Any]] = []
+    with Progress(console=console, transient=True, disable=not opts.progress) as bar:
+        task = bar.add_task("explaining", total=len(samples))
+        for sample in samples:
+            try:
+                _explain_sample(sample, models, opts, out, summary, finished)
+            except SeewhyError as exc:
+                errors.append({"id": sample.id, "path": sample.image_path, "reason": str(exc)})
+            except (RuntimeError, ValueError, OSError) as exc:
+                # A model that crashes on one input must not end the whole run.
+                errors.append(
+                    {
+                        "id": sample.id,
+                        "path": sample.image_path,
+                        "reason": f"{type(exc).__name__}: {exc}",
+                    }
+                )
+            out.save_summary(summary)
+            bar.advance(task)
+    out.write_errors(errors)
+    if opts.report:
+        from seewhy.render.report import render_report
+
+        render_report(out.root)
+    return RunOutcome(summary=summary, failed=len(errors), out=out.root)
+
+
+def _explain_sample(
+    sample: Sample,
+    models: Sequence[Model],
+    opts: ExplainOptions,
+    out: OutputFolder,
+    summary: dict[str, Any],
+    finished: set[tuple[str, str, str]],
+) -> None:
+    import numpy as np
+
+    from seewhy.data.images import decode_image
+    from seewhy.render.figures import ComparisonRow, comparison_figure
+
+    decoded = decode_image(sample.image_path)
+    image = np.asarray(decoded.image.convert("RGB"))
+    _upsert(summary["samples"], sample.describe(), "id")
+    per_model: dict[str, tuple[dict[str, Any], dict[str, np.ndarray]]] = {}
+    for model in models:
+        entry, maps = _explain_with(
+            sample, model, image, decoded.grayscale, opts, out, summary, finished
+        )
+        per_model[model.name] = (entry, maps)
+    if len(models) < 2:
+        return
+    rows, lines = [], []
+    for a, b in itertools.combinations(models, 2):
+        for method in opts.methods:
+            ea, ma = per_model[a.name]
+            eb, mb = per_model[b.name]
+            if method not in ma or method not in mb:
+                continue
+            agreement = _agreement(
+                sample.id, a.name, b.name, method, ea, eb, ma[method], mb[method]
+            )
+            _upsert(summary["agreement"], agreement, "sample", "models", "method")
+            lines.append(_agreement_line(agreement, ea, eb))
+    for model in models:
+        entry, maps = per_model[model.name]
+        pred = entry["prediction"]
+        text = (
+            f"{pred['label']} ({pred['score']:.2f})"
+            if "label" in pred
+            else f"value {pred['value']:.4g}"
+        )
+        rows.append(ComparisonRow(model=model.name, prediction=text, maps=maps))
+    path = out.comparison(sample.id)
+    comparison_figure(
+        path,
+        image=image,
+        rows=rows,
+        agreement="\n".join(dict.fromkeys(lines)),
+        grayscale=decoded.grayscale,
+    )
+    for a in summary["agreement"]:
+        if a["sample"] == sample.id:
+            a["comparison_figure"] = out.rel(path)
+
+
+def _agreement(
+    sample: str,
+    a: str,
+    b: str,
+    method: str,
+    ea: dict[str, Any],
+    eb: dict[str, Any],
+    ma: np.ndarray,
+    mb: np.ndarray,
+) -> dict[str, Any]:
+    import torch
+
+    from seewhy.checks.agreement import rank_correlation, top_iou
+
+    pa, pb = ea["prediction"], eb["prediction"]
+    same = pa.get("label") == pb.get("label") if "label" in pa else False
+    ta, tb = torch.from_numpy(ma), torch.from_numpy(mb)
+    return {
+        "sample": sample,
+        "models": [a, b],
+        "method": method,
+        "same_prediction": bool(same),
+        "rank_correlation": round(rank_correlation(ta, tb), 4),
+        "top_iou": round(top_iou(ta, tb, 0.1), 4),
+    }
+
+
+def _agreement_line(ag: dict[str, Any], ea: dict[str, Any], eb: dict[str, Any]) -> str:
+    a, b = ag["models"]
+    pa, pb = ea["prediction"], eb["prediction"]
+    if "label" in pa:
+        head = (
+            f"both models predict {pa['label']}"
+            if ag["same_prediction"]
+            else f"models disagree: {a} says {pa['label']}, {b} says {pb['label']}"
+        )
+    else:
+        head = f"{a}: {pa['value']:.4g}, {b}: {pb['value']:.4g}"
+    return (
+        f"{head}; {ag['method']}: rank correlation {ag['rank_correlation']:.2f}, "
+        f"top-10% IoU {ag['top_iou']:.2f}"
+    )
+
+
+def _explain_with(
+    sample: Sample,
+    model: Model,
+    image: np.ndarray,
+    grayscale: bool,
+    opts: ExplainOptions,
+    out: OutputFolder,
+    summary: dict[str, Any],
+    finished: set[tuple[str, str, str]],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One (sample, model): explain the methods not done yet; reuse the finished ones."""
+    import numpy as np
+
+    from seewhy.jobs.explain import explain
+    from seewhy.render.figures import explanation_figure
+
+    old = next(
+        (r for r in summary["results"] if r["sample"] == sample.id and r["model"] == model.name),
+        None,
+    )
+    todo = [m for m in opts.methods if (sample.id, model.name, m) not in finished]
+    maps: dict[str, np.ndarray] = {}
+    if old is not None and not todo:
+        for a in old["attributions"]:
+            maps[a["method"]] = np.load(out.root / a["map"])
+        return old, maps
+    from PIL import Image
+
+    batch = model.preprocess([Image.fromarray(image)])
+    exps = explain(model, batch, todo, target=opts.target, batch_size=opts.batch_size)
+    if len(exps) != len(todo):
+        raise UsageError(
+            f"target '{opts.target}' gives {len(exps) // max(1, len(todo))} targets per sample; "
+            "seewhy explain takes one target (pred, a class, value, -value)"
+        )
+    lowers: list[Explanation | None] = [None] * len(exps)
+    if model.task == "regression" and not opts.target.startswith("-"):
+        # Show what lowers the output beside what raises it.
+        opposite = "-" + (opts.target if opts.target not in ("pred",) else "value")
+        lowers = list(explain(model, batch, todo, target=opposite, batch_size=opts.batch_size))
+    output = exps[0].output
+    if output is None:  # pragma: no cover - every method reports the model output
+        raise UsageError(f"method {exps[0].method} did not report the model's output")
+    pred, lines = prediction(model, output[0], opts.top_k)
+    explained = _explained_name(model, exps[0])
+    attributions = [a for a in (old or {}).get("attributions", []) if a["method"] not in todo]
+    for a in attributions:
+        maps[a["method"]] = np.load(out.root / a["map"])
+    for e, low in zip(exps, lowers, strict=True):
+        heat = e.map[0].cpu().numpy().astype(np.float32)
+        map_path = out.map(sample.id, model.name, e.method)
+        out.save_map(map_path, heat)
+        fig_path = out.figure(sample.id, model.name, e.method)
+        explanation_figure(
+            fig_path,
+            image=image,
+            heatmap=heat,
+            title=f"{sample.id} · {model.name} · {e.method}",
+            details=_details(model, e, lines, explained),
+            signed=e.signed,
+            grayscale=grayscale,
+            lowers=None if low is None else low.map[0].cpu().numpy().astype(np.float32),
+        )
+        maps[e.method] = heat
+        attributions.append(
+            {
+                "method": e.method,
+                "params": dict(e.params),
+                "map": out.rel(map_path),
+                "figure": out.rel(fig_path),
+            }
+        )
+    order = {m: i for i, m in enumerate(opts.methods)}
+    attributions.sort(key=lambda a: order.get(a["method"], len(order)))
+    entry = {
+        "sample": sample.id,
+        "model": model.name,
+        "prediction": pred,
+        "explained": explained,
+        "attributions": attributions,
+    }
+    _upsert(summary["results"], entry, "sample", "model")
+    return entry, maps
+
+
+def _explained_name(model: Model, e: Explanation) -> str:
+    """The target in words: the class label for classifiers, the signed output otherwise."""
+    if model.task == "regression" or e.target_indices is None:
+        return e.target
+    label = model.label(int(e.target_indices[0]))
+    return label if e.target in ("pred", label) else f"{label} ({e.target})"
