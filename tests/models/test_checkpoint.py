@@ -115,10 +115,10 @@ def test_trusted_full_pickle_loads_a_whole_module(tmp_path: Path) -> None:
 
 
 def test_broken_files_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="nope.pth does not exist"):
+    with pytest.raises(CheckpointError, match=r"nope\.pth does not exist"):
         load_checkpoint(tmp_path / "nope.pth")
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="bad.pth"):
+    with pytest.raises(CheckpointError, match=r"bad\.pth"):
         load_checkpoint(tmp_path / "bad.pth")
     (tmp_path / "w.onnx").write_bytes(b"x")
     with pytest.raises(CheckpointError, match="unknown extension"):
@@ -126,5 +126,5 @@ def test_broken_files_name_the_file(tmp_path: Path) -> None:
     good = tmp_path / "good.pth"
     torch.save(net().state_dict(), good)
     (tmp_path / "cut.pth").write_bytes(good.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="cut.pth"):
+    with pytest.raises(CheckpointError, match=r"cut\.pth"):
         load_checkpoint(tmp_path / "cut.pth")

@@ -115,7 +115,7 @@ def test_file_and_package_factories(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.syspath_prepend(str(tmp_path))
     b = load_model("mymodels:build", device="cpu")
     assert b.module(X).shape == (1, 2)
-    with pytest.raises(ModelLoadError, match="not a torch nn.Module"):
+    with pytest.raises(ModelLoadError, match=r"not a torch nn\.Module"):
         load_model("mymodels:not_a_model", device="cpu")
     with pytest.raises(ModelLoadError, match="did you mean 'build'"):
         load_model("mymodels:biuld", device="cpu")
