@@ -24,17 +24,19 @@ def print_summary(summary: dict[str, Any], out: Path, failed: int) -> None:
     console.print(table)
     agreement = summary.get("agreement", [])
     if agreement:
-        t = Table(title="agreement between models")
-        for col in ("sample", "models", "method", "same prediction", "rank corr.", "top-10% IoU"):
+        # One row per sample and model pair; methods side by side (rank correlation / IoU).
+        methods = list(dict.fromkeys(str(a.get("method", "")) for a in agreement))
+        t = Table(title="agreement between models (rank correlation / top-10% IoU)")
+        for col in ("sample", "models", "same prediction", *methods):
             t.add_column(col)
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
         for a in agreement:
+            key = (str(a["sample"]), " vs ".join(a["models"]))
+            row = rows.setdefault(key, {"same": a["same_prediction"]})
+            row[str(a.get("method", ""))] = f"{a['rank_correlation']:.2f} / {a['top_iou']:.2f}"
+        for (sample, pair), row in rows.items():
             t.add_row(
-                str(a["sample"]),
-                " vs ".join(a["models"]),
-                str(a.get("method", "")),
-                "yes" if a["same_prediction"] else "NO",
-                f"{a['rank_correlation']:.2f}",
-                f"{a['top_iou']:.2f}",
+                sample, pair, "yes" if row["same"] else "NO", *[row.get(m, "-") for m in methods]
             )
         console.print(t)
     console.print(f"report: {out / 'report.html'}")
