@@ -203,3 +203,20 @@ def test_cuda_maps_equal_cpu_maps(small_cnn: nn.Module, images: torch.Tensor) ->
     for a, b in zip(cpu, gpu, strict=True):
         assert b.map.device.type == "cuda"
         torch.testing.assert_close(a.map, b.map.cpu(), atol=1e-4, rtol=1e-3)
+
+
+def test_scorecam_fast_precision_agrees_with_float32() -> None:
+    torch.manual_seed(0)
+    model = torchvision_resnet18()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    fast = create_method("scorecam", layer="layer3", precision="auto")(model, x, ClassTarget(1))
+    exact = create_method("scorecam", layer="layer3", precision="float32")(model, x, ClassTarget(1))
+    for i in range(2):
+        r = torch.corrcoef(torch.stack([fast.map[i].flatten(), exact.map[i].flatten()]))[0, 1]
+        assert r >= 0.99
+
+
+def torchvision_resnet18() -> nn.Module:
+    import torchvision
+
+    return torchvision.models.resnet18(weights=None, num_classes=5).eval()

@@ -233,6 +233,36 @@ class EigenCAM(CAM):
         return (proj * flip[:, None]).view(b, h, w).clamp_min(0)
 
 
+def _fast_copy(module: nn.Module) -> nn.Module:
+    """A channels-last copy of the model for the masked forwards (the user's model is never
+    changed); the model itself when it cannot be copied."""
+    import copy
+
+    import torch
+
+    if isinstance(module, torch.jit.ScriptModule):
+        return module
+    try:
+        clone = copy.deepcopy(module)
+    except Exception:  # an uncopyable module (locks, handles): run the original as it is
+        return module
+    return clone.to(memory_format=torch.channels_last)
+
+
+def _bf16_native(device: Any) -> bool:
+    """Whether bfloat16 matmuls/convolutions run natively (faster than float32) here."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
 @register("scorecam")
 @dataclass(frozen=True)
 class ScoreCAM(CAM):
@@ -241,16 +271,28 @@ class ScoreCAM(CAM):
 
     As in pytorch-grad-cam, the weights are the softmax over channels of the target's raw
     score (the paper uses the softmax over classes); the class explained is the one picked on
-    the unmasked input. Masked inputs of the whole batch go through the model ``batch_size`` at a
-    time; channels that are constant (an all-zero mask) share one forward.
+    the unmasked input. Masks are upsampled with ``align_corners=False`` (pytorch-grad-cam:
+    ``True``), the same convention as the displayed maps.
+
+    Speed: the masked inputs of the whole batch go through the model ``batch_size`` at a time,
+    on a channels-last copy of the model; constant channels (an all-zero mask) share one
+    forward. ``precision="auto"`` runs the masked forwards under bfloat16 autocast where the
+    hardware computes bfloat16 natively (recent x86 CPUs, CUDA): the scores only weigh the
+    channels, and the maps agree with float32 ones at Pearson r >= 0.99 (tested).
+    ``precision="float32"`` keeps every forward in the model's own precision.
     """
 
     batch_size: int = 32
+    precision: str = "auto"
     needs_gradients: ClassVar[bool] = False
 
     def cam(self, p: LayerPass, module: nn.Module, target: Target) -> Tensor:
         import torch
 
+        from seewhy.core.errors import UsageError
+
+        if self.precision not in ("auto", "float32"):
+            raise UsageError(f"scorecam precision '{self.precision}': use auto or float32")
         x = p.inputs
         b, k = p.activations.shape[:2]
         up = upsample(p.activations.flatten(0, 1), (int(x.shape[-2]), int(x.shape[-1])))
@@ -263,16 +305,22 @@ class ScoreCAM(CAM):
         rows = p.indices.to(x.device)
         pairs = live.nonzero()
         step = max(1, int(self.batch_size))
-        with explaining(module), torch.inference_mode():
+        low = self.precision == "auto" and x.dtype == torch.float32 and _bf16_native(x.device)
+        fast = _fast_copy(module) if x.ndim == 4 else module
+        with (
+            explaining(fast),
+            torch.inference_mode(),
+            torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=low),
+        ):
             for start in range(0, len(pairs), step):
                 bi, ki = pairs[start : start + step].unbind(1)
                 masked = x[bi] * masks[bi, ki][:, None].to(x.dtype)
-                out = output_tensor(module(masked)).float()
-                scores[bi, ki] = p.sign * out.gather(1, rows[bi][:, None]).squeeze(1)
+                out = output_tensor(fast(masked.contiguous(memory_format=torch.channels_last)))
+                scores[bi, ki] = p.sign * out.float().gather(1, rows[bi][:, None]).squeeze(1)
             dead = (~live).nonzero()
             if len(dead):
                 # A constant channel masks the input to zeros: one forward serves them all.
-                out = output_tensor(module(torch.zeros_like(x[:1]))).float()
+                out = output_tensor(fast(torch.zeros_like(x[:1]))).float()
                 scores[dead[:, 0], dead[:, 1]] = p.sign * out[0, rows[dead[:, 0]]]
         weights = torch.softmax(scores, dim=1)
         return _weighted(weights, p.activations)
