@@ -84,6 +84,9 @@ def explain(
     sample: Annotated[int | None, typer.Option(help="N random manifest rows (seeded).")] = None,
     id_col: Annotated[str, typer.Option(help="Manifest id column.")] = "id",
     image_col: Annotated[str, typer.Option(help="Manifest image column.")] = "image_path",
+    target_col: Annotated[
+        str | None, typer.Option(help="Manifest column with the true label (for --target true).")
+    ] = None,
     checkpoint: Annotated[
         str | None, typer.Option(help="Checkpoint for a single arch-string model.")
     ] = None,
@@ -111,7 +114,14 @@ def explain(
         if images and data:
             raise _usage("give IMAGE paths or --data MANIFEST, not both")
         samples = (
-            from_manifest(data, id_col=id_col, image_col=image_col, sample=sample, seed=seed)
+            from_manifest(
+                data,
+                id_col=id_col,
+                image_col=image_col,
+                target_col=target_col,
+                sample=sample,
+                seed=seed,
+            )
             if data
             else from_paths(images or [])
         )

@@ -19,9 +19,12 @@ class XrayCNN(nn.Module):
     def __init__(self, num_classes: int = 2) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            *_block(3, 16), nn.MaxPool2d(2),
-            *_block(16, 32), nn.MaxPool2d(2),
-            *_block(32, 48), nn.MaxPool2d(2),
+            *_block(3, 16),
+            nn.MaxPool2d(2),
+            *_block(16, 32),
+            nn.MaxPool2d(2),
+            *_block(32, 48),
+            nn.MaxPool2d(2),
             *_block(48, 48),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -34,8 +37,9 @@ class XrayCNN(nn.Module):
 class Residual(nn.Module):
     def __init__(self, ch: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(*_block(ch, ch), nn.Conv2d(ch, ch, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(ch))
+        self.body = nn.Sequential(
+            *_block(ch, ch), nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch)
+        )
         self.act = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -48,11 +52,17 @@ class XrayResNet(nn.Module):
     def __init__(self, num_classes: int = 2) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(3, 16, 5, stride=2, padding=2, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
             Residual(16),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
             Residual(32),
-            nn.Conv2d(32, 40, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(40), nn.ReLU(),
+            nn.Conv2d(32, 40, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(40),
+            nn.ReLU(),
             Residual(40),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,15 +128,27 @@ def _upsert(items: list[dict[str, Any]], entry: dict[str, Any], *keys: str) -> N
     items.append(entry)
 
 
-def _validate(models: Sequence[Model], opts: ExplainOptions) -> None:
+def _validate(models: Sequence[Model], opts: ExplainOptions, samples: Sequence[Sample]) -> None:
     """Fail fast (exit 2) on a layer or target that fits no sample, before any work."""
     from seewhy.core.layers import get_layer
     from seewhy.core.targets import parse_target
 
+    if opts.target.strip().lower() == "true" and any(s.target is None for s in samples):
+        raise UsageError(
+            "--target true needs the true labels: pass --data MANIFEST --target-col COL"
+        )
     for m in models:
         if m.layer != "auto":
             get_layer(m.module, m.layer)
-        parse_target(opts.target, task=m.task, labels=m.labels, num_outputs=m.num_outputs)
+        targets = parse_target(
+            opts.target, task=m.task, labels=m.labels, num_outputs=m.num_outputs, true_labels=[0]
+        )
+        if len(targets) != 1:
+            raise UsageError(
+                f"--target {opts.target} explains {len(targets)} outputs at once; seewhy explain "
+                "takes one target per run (pred, a class, value, -value): run it once per class, "
+                "or use seewhy.explain(..., target='all') from Python"
+            )
 
 
 def run_explain(
@@ -159,7 +172,7 @@ def run_explain(
     if not samples:
         raise UsageError("no images to explain: pass IMAGE paths or --data MANIFEST")
     models = load_models(model_specs, opts)
-    _validate(models, opts)
+    _validate(models, opts, samples)
     out = OutputFolder(opts.out)
     out.root.mkdir(parents=True, exist_ok=True)
     summary = out.load_summary()
@@ -308,6 +321,7 @@ def _explain_with(
     """One (sample, model): explain the methods not done yet; reuse the finished ones."""
     import numpy as np
 
+    from seewhy.core.targets import RegressionTarget, parse_target
     from seewhy.jobs.explain import explain
     from seewhy.render.figures import explanation_figure
 
@@ -324,17 +338,23 @@ def _explain_with(
     from PIL import Image
 
     batch = model.preprocess([Image.fromarray(image)])
-    exps = explain(model, batch, todo, target=opts.target, batch_size=opts.batch_size)
-    if len(exps) != len(todo):
-        raise UsageError(
-            f"target '{opts.target}' gives {len(exps) // max(1, len(todo))} targets per sample; "
-            "seewhy explain takes one target (pred, a class, value, -value)"
+    target = _sample_target(model, sample, opts.target)
+    exps = explain(model, batch, todo, target=target, batch_size=opts.batch_size)
+    opposite: list[Explanation | None] = [None] * len(exps)
+    flipped = False
+    (t,) = parse_target(target, task=model.task, labels=model.labels, num_outputs=model.num_outputs)
+    if isinstance(t, RegressionTarget) and not any(e.signed for e in exps):
+        # Show what lowers the output beside what raises it (and the reverse for -value).
+        opposite = list(
+            explain(
+                model,
+                batch,
+                todo,
+                target=dataclasses.replace(t, sign=-t.sign),
+                batch_size=opts.batch_size,
+            )
         )
-    lowers: list[Explanation | None] = [None] * len(exps)
-    if model.task == "regression" and not opts.target.startswith("-"):
-        # Show what lowers the output beside what raises it.
-        opposite = "-" + (opts.target if opts.target not in ("pred",) else "value")
-        lowers = list(explain(model, batch, todo, target=opposite, batch_size=opts.batch_size))
+        flipped = t.sign < 0  # explaining -value: the opposite map is what raises
     output = exps[0].output
     if output is None:  # pragma: no cover - every method reports the model output
         raise UsageError(f"method {exps[0].method} did not report the model's output")
@@ -343,20 +363,22 @@ def _explain_with(
     attributions = [a for a in (old or {}).get("attributions", []) if a["method"] not in todo]
     for a in attributions:
         maps[a["method"]] = np.load(out.root / a["map"])
-    for e, low in zip(exps, lowers, strict=True):
+    for e, other in zip(exps, opposite, strict=True):
         heat = e.map[0].cpu().numpy().astype(np.float32)
         map_path = out.map(sample.id, model.name, e.method)
         out.save_map(map_path, heat)
         fig_path = out.figure(sample.id, model.name, e.method)
+        other_heat = None if other is None else other.map[0].cpu().numpy().astype(np.float32)
+        raises, lowers = (other_heat, heat) if flipped else (heat, other_heat)
         explanation_figure(
             fig_path,
             image=image,
-            heatmap=heat,
+            heatmap=raises,
             title=f"{sample.id} · {model.name} · {e.method}",
             details=_details(model, e, lines, explained),
             signed=e.signed,
             grayscale=grayscale,
-            lowers=None if low is None else low.map[0].cpu().numpy().astype(np.float32),
+            lowers=lowers,
         )
         maps[e.method] = heat
         attributions.append(
@@ -378,6 +400,24 @@ def _explain_with(
     }
     _upsert(summary["results"], entry, "sample", "model")
     return entry, maps
+
+
+def _sample_target(model: Model, sample: Sample, target: str) -> Any:
+    """``true`` becomes this sample's class (label name or index from the manifest)."""
+    from seewhy.core.targets import ClassTarget
+
+    if target.strip().lower() != "true":
+        return target
+    value = str(sample.target).strip()
+    labels = model.labels or []
+    if value in labels:
+        return ClassTarget(labels.index(value), value)
+    if value.lstrip("-").isdigit():
+        return ClassTarget(int(value), model.label(int(value)))
+    raise UsageError(
+        f"sample {sample.id}: true label '{value}' is neither a class index nor one of the "
+        f"model's labels ({', '.join(labels) or 'none'})"
+    )
 
 
 def _explained_name(model: Model, e: Explanation) -> str:
