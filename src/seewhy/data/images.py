@@ -36,45 +36,74 @@ class DecodedImage:
 
 
 def decode_image(source: str | Path | bytes | Image) -> DecodedImage:
-    """Decode a file path, bytes or PIL image.
+    """Decode a file path, bytes or PIL image into an upright 8-bit RGB image.
 
-    Transparent images are composed over white; 16-bit, 32-bit and float images are stretched
-    from their min..max to 0..255 (X-rays often use 12 of 16 bits).
+    EXIF orientation is applied. Transparent images (RGBA, LA, palette with transparency) are
+    composed over white, the background most scans and screenshots assume. 16-bit, 32-bit and
+    float images are stretched from their own min..max to 0..255 (X-rays often use 12 of 16
+    bits). CMYK is converted to RGB. One-channel sources, and RGB ones whose three channels are
+    equal, are flagged ``grayscale``.
+
+    The whole file is decoded here (not lazily), so a truncated file fails now, with its name.
+    PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is respected, not changed:
+    an image above it (PIL's warning) or far above it (PIL's error) is refused.
+
+    Raises:
+        ImageError: a missing file, a folder, an unreadable file, not an image, a corrupt or
+            truncated image, an image above the size limit, or an unsupported pixel mode.
     """
     from PIL import Image as PILImage
     from PIL import ImageOps, UnidentifiedImageError
 
-    name = (
-        "<bytes>" if isinstance(source, bytes) else str(getattr(source, "filename", "") or source)
-    )
+    path: str | None = None
     if isinstance(source, PILImage.Image):
-        img, path = source, None
+        name = str(getattr(source, "filename", "") or "<PIL image>")
+    elif isinstance(source, bytes):
+        name = "<bytes>"
     else:
-        path = None if isinstance(source, bytes) else str(source)
-        if path is not None and not Path(path).is_file():
+        path = name = str(source)
+        if Path(path).is_dir():
+            raise ImageError(f"image {path} is a folder, not an image file; pass the file")
+        if not Path(path).is_file():
             raise ImageError(f"image {path} does not exist; check the path")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-                img = PILImage.open(io.BytesIO(source) if isinstance(source, bytes) else str(path))
-                img.load()
-        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
-            raise ImageError(
-                f"image {name} is too large to decode safely ({exc}); downscale it first"
-            ) from None
-        except UnidentifiedImageError:
-            raise ImageError(
-                f"{name} is not an image PIL can read; pass a PNG, JPEG, TIFF ..."
-            ) from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(
-                f"image {name} is corrupt or truncated ({exc}); re-export the file"
-            ) from None
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        # a broken EXIF block: keep the pixels as stored
+    try:
+        with warnings.catch_warnings():
+            # Only inside this block: PIL's global limit and warning filters stay as they are.
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            if isinstance(source, PILImage.Image):
+                img = source
+            elif isinstance(source, bytes):
+                img = PILImage.open(io.BytesIO(source))
+            else:
+                img = PILImage.open(name)
+            img.load()  # decode every pixel now: a truncated file fails here
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"image {name} is too large to decode safely ({exc}); downscale it first"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"{name} is not an image PIL can read; pass a PNG, JPEG, TIFF, BMP or WebP file"
+        ) from None
+    except PermissionError:
+        raise ImageError(
+            f"image {name} cannot be read (permission denied); check its permissions"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(
+            f"image {name} is corrupt or truncated ({exc}); re-export the file"
+        ) from None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, SyntaxError):
+        # A broken EXIF block only loses the orientation: the pixels are kept as stored.
         img = ImageOps.exif_transpose(img) or img
     mode = img.mode
-    rgb, gray = _to_rgb(img)
+    try:
+        rgb, gray = _to_rgb(img)
+    except ValueError as exc:  # e.g. a mode PIL cannot convert to RGB
+        raise ImageError(
+            f"image {name} has pixel mode {mode}, which cannot be turned into RGB ({exc}); "
+            "re-export it as RGB or grayscale"
+        ) from None
     return DecodedImage(image=rgb, grayscale=gray, mode=mode, path=path)
 
 
@@ -111,5 +140,9 @@ def _equal_channels(rgb: Any) -> bool:
 
 
 def load_image(source: str | Path | bytes | Image) -> Image:
-    """The decoded RGB image (see :func:`decode_image`)."""
+    """The decoded, upright 8-bit RGB image (see :func:`decode_image`).
+
+    Raises:
+        ImageError: as :func:`decode_image`.
+    """
     return decode_image(source).image

@@ -98,8 +98,9 @@ def prediction(model: Model, output: Any, top_k: int = 3) -> tuple[dict[str, Any
         first = next(iter(values.values()))
         return {"value": first, "values": values}, [f"{k}: {v:.4g}" for k, v in values.items()]
     probs = torch.sigmoid(row) if model.task == "multilabel" else torch.softmax(row, dim=0)
-    order = probs.argsort(descending=True).tolist()
-    best = order[0]
+    # Rank by the raw output, as the 'pred' target does: probabilities can tie in float32.
+    order = row.argsort(descending=True, stable=True).tolist()
+    best = int(row.argmax())
     lines = [f"{model.label(i)}: {float(probs[i]):.3f}" for i in order[:top_k]]
     return {"label": model.label(best), "index": int(best), "score": float(probs[best])}, lines
 
@@ -369,7 +370,9 @@ def _explain_with(
         out.save_map(map_path, heat)
         fig_path = out.figure(sample.id, model.name, e.method)
         other_heat = None if other is None else other.map[0].cpu().numpy().astype(np.float32)
-        raises, lowers = (other_heat, heat) if flipped else (heat, other_heat)
+        raises, lowers = (
+            (other_heat, heat) if flipped and other_heat is not None else (heat, other_heat)
+        )
         explanation_figure(
             fig_path,
             image=image,

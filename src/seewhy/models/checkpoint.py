@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,19 @@ def load_checkpoint(
     Returns:
         (state_dict with ``module.``/``_orig_mod.`` prefixes stripped, metadata): metadata holds
         the scalar/string/list entries of a dict checkpoint (``model_name``, ``arch``,
-        ``num_classes``, ``class_names``, ``accuracy`` ...) or a safetensors header's metadata.
+        ``num_classes``, ``class_names``, ``accuracy`` ...) or a safetensors header's metadata
+        (values that parse as JSON are decoded).
+
+    A dict checkpoint's weights are taken from the first of these keys that holds a
+    state_dict: ``state_dict``, ``model_state_dict``, ``model``, ``ema``, ``state_dict_ema``,
+    ``model_ema`` (so the raw weights win over an EMA copy saved beside them); a dict of tensors
+    is a state_dict itself. A pickled ``nn.Module`` (trusted only) gives its ``state_dict()``.
+
+    Raises:
+        UnsafeCheckpointError: the pickle needs more than tensors and plain containers and
+            ``trust_checkpoint`` is False.
+        CheckpointError: a missing, corrupt or truncated file, an unknown extension, or no
+            weights inside.
     """
     p = Path(path)
     if not p.is_file():
@@ -79,22 +92,65 @@ def _load_safetensors(p: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
 def _load_pickle(p: Path, trust: bool) -> Any:
     import torch
 
+    if trust:
+        try:
+            return torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as exc:  # unpickling runs the file's code: anything can fail
+            raise CheckpointError(
+                f"checkpoint {p} could not be loaded even with trust_checkpoint=True "
+                f"({_one_line(exc)}); the classes it pickles must be importable here"
+            ) from exc
     try:
-        return torch.load(p, map_location="cpu", weights_only=not trust)
+        return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if trust:
-            raise CheckpointError(f"checkpoint {p} could not be unpickled: {exc}") from exc
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
+        if not _parses_as_pickle(p):
+            raise CheckpointError(
+                f"checkpoint {p} is not a PyTorch checkpoint (its pickle data is corrupt or "
+                "it is another kind of file); re-save it with torch.save(model.state_dict(), ...)"
+            ) from exc
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        needs = f"it needs {found.group(1)}" if found else "it uses unsupported pickle content"
         raise UnsafeCheckpointError(
-            f"checkpoint {p} holds more than weights and would run code when loaded "
-            f"({first[:160]}); re-save it as a state_dict or .safetensors, or, only if you trust "
-            "the file, pass trust_checkpoint=True (CLI: --trust-checkpoint)"
+            f"checkpoint {p} holds more than weights and could run code when loaded ({needs}); "
+            "re-save it as a state_dict or .safetensors, or, only if you trust the file, pass "
+            "trust_checkpoint=True (CLI: --trust-checkpoint)"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"checkpoint {p} is not a readable PyTorch file ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); is it truncated?"
+            f"checkpoint {p} is not a readable PyTorch file ({_one_line(exc)}); is it "
+            "truncated or still being written?"
         ) from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0].split(". ")[0] if text else ""
+    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
+
+
+def _parses_as_pickle(p: Path) -> bool:
+    """Whether the file's pickle stream is well formed: read opcode by opcode, never executed.
+
+    Tells a checkpoint that holds more than weights (well formed, refused by the weights-only
+    unpickler) from a corrupt file or a file of another kind.
+    """
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(p):  # torch.save's format: <name>/data.pkl inside a zip
+            with zipfile.ZipFile(p) as archive:
+                names = [n for n in archive.namelist() if n.endswith("data.pkl")]
+                if not names:
+                    return False
+                data = archive.read(names[0])
+        else:  # the legacy format (and plain pickle.dump) starts with a pickle
+            data = p.read_bytes()
+        for _ in pickletools.genops(data):
+            pass
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile):  # not a well-formed pickle
+        return False
+    return True
 
 
 def _is_weights(obj: Any) -> bool:
@@ -139,7 +195,8 @@ def split_checkpoint(obj: Any, p: Path) -> tuple[dict[str, Tensor], dict[str, An
                 f"{', '.join(WEIGHT_KEYS)} and for tensors at the top level; keys: "
                 f"{', '.join(map(str, list(obj)[:10]))}"
             )
-        weights = tensors
+        rest = {k: v for k, v in obj.items() if k not in tensors}
+        return strip_prefixes(tensors), _metadata(rest)
     return strip_prefixes(weights), _metadata(obj)
 
 

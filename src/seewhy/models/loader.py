@@ -30,6 +30,7 @@ CARD_KEYS = (
     "preprocess",
     "inputs",
 )
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
 
 def load_model(
@@ -59,10 +60,40 @@ def load_model(
 
     The number of outputs comes from, in order: ``num_classes``, the card, the labels, the
     checkpoint's metadata (``num_classes``, ``class_names``), the shape of the checkpoint's
-    classifier head, the architecture's default.
+    classifier head (timm: ``get_classifier()``; otherwise the last ``nn.Linear``), the
+    architecture's default. Labels: ``labels``, the card, the checkpoint's ``class_names``.
+    Name: ``name``, the card's ``name``, the card file's stem, the arch's NAME part. With no
+    ``arch`` in the card, the checkpoint's ``arch``/``model_name`` is used (a bare name is timm's
+    if timm knows it, else torchvision's). Relative paths in a card are relative to its folder.
+
+    Returns:
+        The model, in eval mode on ``device``, with its preprocessing (see
+        :func:`~seewhy.models.preprocess.resolve_preprocess`) and the checkpoint's metadata.
+
+    Raises:
+        ModelLoadError: a bad card, arch string, factory, task, device or override.
+        CheckpointError: a missing/unreadable checkpoint, or one that does not fit the
+            architecture (missing/unexpected keys and shape conflicts are listed).
+        UnsafeCheckpointError: the checkpoint needs full unpickling and ``trust_checkpoint``
+            is False.
     """
-    card, base, default_name = _read_card(spec)
-    arch = card.get("arch") if card else str(spec)
+    card, base, default_name, is_card = _read_card(spec)
+    arch = card.get("arch") if is_card else str(spec)
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+    ):
+        raise ModelLoadError(f"num_classes={num_classes!r}: expected a positive integer")
+    if labels is not None and not (
+        isinstance(labels, (list, tuple)) and all(isinstance(v, str) for v in labels)
+    ):
+        raise ModelLoadError(
+            f"labels={labels!r}: expected a list of class names (CLI: --labels a,b,c)"
+        )
+    where = "task" if task else f"model card {spec}"
+    task = task or card.get("task") or "classification"
+    if task not in TASKS:
+        raise ModelLoadError(f"{where}: unknown task '{task}'; expected one of {', '.join(TASKS)}")
+    dev = _device(device)
     ckpt_value = checkpoint if checkpoint is not None else card.get("checkpoint")
     ckpt = None
     if ckpt_value:
@@ -74,15 +105,13 @@ def load_model(
     if not arch:
         arch = _arch_from_metadata(meta)
         if not arch:
+            which = "its checkpoint does not name one" if ckpt else "it names no checkpoint"
             raise ModelLoadError(
-                f"model card {spec} has no 'arch' and the checkpoint does not name one; add e.g. "
+                f"model card {spec} has no 'arch' and {which}; add e.g. "
                 'arch = "timm:convnext_tiny"'
             )
     arch = str(arch)
-    labels = (
-        list(labels or card.get("labels") or meta.get("class_names") or meta.get("labels") or [])
-        or None
-    )
+    labels = list(labels or card.get("labels") or _meta_labels(meta) or []) or None
     n = num_classes or card.get("num_classes") or (len(labels) if labels else None)
     n = n or _int(meta.get("num_classes"))
     module = _build(arch, n, base)
@@ -92,10 +121,7 @@ def load_model(
             module = _build(arch, head, base)
     if weights:
         _fit(module, weights, ckpt, arch)
-    task = task or card.get("task") or "classification"
-    if task not in TASKS:
-        raise ModelLoadError(f"task '{task}' in {spec}: expected one of {', '.join(TASKS)}")
-    module = module.to(_device(device)).eval()
+    module = module.to(dev).eval()
     overrides = {**(card.get("preprocess") or {}), **(preprocess or {})}
     outputs = len(labels) if labels else (n or _out_features(module))
     if labels and outputs and _out_features(module) not in (None, len(labels)):
@@ -117,10 +143,11 @@ def load_model(
     )
 
 
-def _read_card(spec: str | Path) -> tuple[dict[str, Any], Path, str | None]:
+def _read_card(spec: str | Path) -> tuple[dict[str, Any], Path, str | None, bool]:
+    """(card, folder its relative paths start from, default name, whether spec is a card)."""
     text = str(spec)
     if not text.lower().endswith(".toml"):
-        return {}, Path.cwd(), None
+        return {}, Path.cwd(), None, False
     path = Path(text)
     if not path.is_file():
         raise ModelLoadError(f"model card {path} does not exist")
@@ -134,12 +161,48 @@ def _read_card(spec: str | Path) -> tuple[dict[str, Any], Path, str | None]:
                 f"model card {path}: unknown key '{key}'{did_you_mean(key, CARD_KEYS)} "
                 f"Known keys: {', '.join(CARD_KEYS)}"
             )
-    return card, path.parent, path.stem
+    _check_card_types(card, path)
+    return card, path.parent, path.stem, True
+
+
+def _check_card_types(card: dict[str, Any], path: Path) -> None:
+    """One-line errors for card values of the wrong type (``labels = "a,b"`` ...)."""
+    for key in ("name", "arch", "checkpoint", "task", "layer"):
+        if key in card and not isinstance(card[key], str):
+            raise ModelLoadError(
+                f'model card {path}: {key} = {card[key]!r} should be a string, e.g. {key} = "..."'
+            )
+    if "labels" in card and not (
+        isinstance(card["labels"], list)
+        and card["labels"]
+        and all(isinstance(v, str) for v in card["labels"])
+    ):
+        raise ModelLoadError(
+            f"model card {path}: labels = {card['labels']!r} should be a list of class names, "
+            'e.g. labels = ["cat", "dog"]'
+        )
+    n = card.get("num_classes")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ModelLoadError(f"model card {path}: num_classes = {n!r} should be a positive integer")
+    for key in ("preprocess", "inputs"):
+        if key in card and not isinstance(card[key], dict):
+            raise ModelLoadError(
+                f"model card {path}: '{key}' should be a table ([{key}] followed by its keys)"
+            )
 
 
 def _relative(base: Path, value: str) -> Path:
     p = Path(value)
     return p if p.is_absolute() else base / p
+
+
+def _meta_labels(meta: dict[str, Any]) -> list[str] | None:
+    """Class names a checkpoint recorded (``class_names`` or ``labels``), if they are a list."""
+    for key in ("class_names", "labels"):
+        value = meta.get(key)
+        if isinstance(value, list) and value and all(isinstance(v, (str, int)) for v in value):
+            return [str(v) for v in value]
+    return None
 
 
 def _int(value: Any) -> int | None:
@@ -150,8 +213,14 @@ def _int(value: Any) -> int | None:
 
 
 def _short(arch: str) -> str:
-    tail = arch.split(":", 1)[-1]
-    return Path(tail).stem if tail.endswith((".py", ".pt", ".pth")) else tail.split(".")[-1]
+    """The NAME part of an arch string: ``timm:NAME``, ``torchscript:DIR/NAME.pt``,
+    ``FILE.py:NAME``, ``package.module:NAME``."""
+    kind, _, rest = arch.partition(":")
+    if kind in ("timm", "torchvision"):
+        return rest
+    if kind in ("torchscript", "hf"):
+        return Path(rest).stem or rest
+    return arch.rpartition(":")[2] or arch
 
 
 def _arch_from_metadata(meta: dict[str, Any]) -> str | None:
@@ -214,6 +283,12 @@ def _build(arch: str, n: int | None, base: Path) -> nn.Module:
         )
     elif ":" in arch:
         module = _from_factory(arch, n, base)
+    elif Path(arch).suffix.lower() in CHECKPOINT_SUFFIXES:
+        raise ModelLoadError(
+            f"'{arch}' looks like a checkpoint, not a model: pass the architecture as the model "
+            f"(e.g. timm:resnet50 or a .toml card) and this file as checkpoint= "
+            "(CLI: --checkpoint)"
+        )
     else:
         raise ModelLoadError(
             f"cannot read the arch '{arch}': use timm:NAME, torchvision:NAME, FILE.py:FACTORY, "
@@ -239,19 +314,41 @@ def _from_factory(arch: str, n: int | None, base: Path) -> Any:
         if folder not in sys.path:
             sys.path.insert(0, folder)  # let the file import its neighbours
         sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the user's file: any error in it is reported, not hidden
+            del sys.modules[mod_name]
+            raise ModelLoadError(
+                f"importing {path} (arch '{arch}') failed: {type(exc).__name__}: {exc}"
+            ) from exc
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
-            raise ModelLoadError(f"cannot import '{target}' (arch '{arch}'): {exc}") from None
+            raise ModelLoadError(
+                f"cannot import '{target}' (arch '{arch}'): {exc}; is the package installed, or "
+                "did you mean a file (FILE.py:FACTORY)?"
+            ) from None
+        except Exception as exc:  # an error inside the user's module
+            raise ModelLoadError(
+                f"importing '{target}' (arch '{arch}') failed: {type(exc).__name__}: {exc}"
+            ) from exc
     fn = getattr(module, factory, None)
     if not callable(fn):
         names = [k for k in dir(module) if not k.startswith("_")]
         raise ModelLoadError(f"'{target}' has no factory '{factory}'{did_you_mean(factory, names)}")
-    params = inspect.signature(fn).parameters
-    takes = "num_classes" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
-    return fn(num_classes=n) if (n is not None and takes) else fn()
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        params = []
+    takes = any(p.name == "num_classes" or p.kind == p.VAR_KEYWORD for p in params)
+    try:
+        return fn(num_classes=n) if (n is not None and takes) else fn()
+    except Exception as exc:  # the user's factory
+        raise ModelLoadError(
+            f"calling {factory}() from '{target}' (arch '{arch}') failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _head_name(module: nn.Module) -> str | None:
@@ -318,6 +415,11 @@ def _device(device: str | None) -> Any:
         raise ModelLoadError(f"--device {device}: expected cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"--device {device}: CUDA is not available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ModelLoadError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+            f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
+        )
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ModelLoadError(f"--device {device}: MPS is not available here; use --device cpu")
     return dev

@@ -12,31 +12,52 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
+
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
 def _size(value: Any) -> tuple[int, int]:
-    if isinstance(value, int):
+    """A card's ``size``: an integer (square) or ``[height, width]``."""
+    if _positive_int(value):
         return (value, value)
-    if (
-        isinstance(value, (list, tuple))
-        and len(value) == 2
-        and all(isinstance(v, int) for v in value)
-    ):
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_positive_int, value)):
         return (int(value[0]), int(value[1]))
-    if isinstance(value, (list, tuple)) and len(value) == 3:  # timm's (C, H, W)
-        return (int(value[1]), int(value[2]))
-    raise ModelLoadError(f"[preprocess] size = {value!r}: expected an integer or [height, width]")
+    raise ModelLoadError(
+        f"[preprocess] size = {value!r}: expected a positive integer or [height, width]"
+    )
+
+
+def _channels(key: str, value: Any) -> tuple[float, ...]:
+    """A card's ``mean``/``std``: one number per channel (1 or 3), std non-zero."""
+    ok = (
+        isinstance(value, (list, tuple))
+        and len(value) in (1, 3)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
+    if not ok or (key == "std" and any(v == 0 for v in value)):
+        raise ModelLoadError(
+            f"[preprocess] {key} = {value!r}: expected a list of 3 numbers (or 1 for a "
+            f"single-channel model){', none zero' if key == 'std' else ''}, e.g. "
+            f"{key} = {list(IMAGENET_MEAN if key == 'mean' else IMAGENET_STD)}"
+        )
+    return tuple(float(v) for v in value)
 
 
 def _from_timm(module: nn.Module) -> Preprocess | None:
     if not hasattr(module, "pretrained_cfg"):
         return None
-    try:
-        from timm.data import resolve_model_data_config
+    from timm.data import resolve_model_data_config
 
+    try:
         cfg = resolve_model_data_config(module)
-    except Exception:  # a custom model that only looks like timm's
+    except (AttributeError, KeyError, TypeError, ValueError):  # only looks like a timm model
         return None
+    _, h, w = cfg.get("input_size", (3, 224, 224))
     return Preprocess(
-        size=_size(cfg.get("input_size", (3, 224, 224))),
+        size=(int(h), int(w)),
         mean=tuple(float(v) for v in cfg.get("mean", IMAGENET_MEAN)),
         std=tuple(float(v) for v in cfg.get("std", IMAGENET_STD)),
         interpolation=str(cfg.get("interpolation", "bilinear")),
@@ -65,7 +86,20 @@ def _from_torchvision(name: str) -> Preprocess | None:
 def resolve_preprocess(
     module: nn.Module, arch: str, overrides: dict[str, Any] | None = None
 ) -> Preprocess:
-    """The model's preprocessing: defaults by origin, then the card's ``[preprocess]`` keys."""
+    """The model's preprocessing: defaults by origin, then the card's ``[preprocess]`` keys.
+
+    Args:
+        module: the built model (timm models carry their data config).
+        arch: the arch string; ``timm:`` reads timm's data config, ``torchvision:`` the default
+            weights' transforms (metadata only, nothing is downloaded), anything else a timm
+            config if the module has one, else ImageNet mean/std at 224x224.
+        overrides: the card's / caller's ``size`` (int or ``[h, w]``), ``mean``, ``std``,
+            ``interpolation``; each given key replaces the default and ``source`` becomes
+            ``"card"``.
+
+    Raises:
+        ModelLoadError: an unknown key or a value of the wrong form, naming it.
+    """
     base: Preprocess | None = None
     if arch.startswith("timm:"):
         base = _from_timm(module)
@@ -83,10 +117,23 @@ def resolve_preprocess(
             f"unknown [preprocess] key(s) {', '.join(sorted(unknown))}; expected "
             f"{', '.join(sorted(known))}"
         )
+    interpolation = overrides.get("interpolation", base.interpolation)
+    if "interpolation" in overrides and interpolation not in INTERPOLATIONS:
+        raise ModelLoadError(
+            f"[preprocess] interpolation = {interpolation!r}: expected one of "
+            f"{', '.join(INTERPOLATIONS)}"
+        )
+    mean = _channels("mean", overrides["mean"]) if "mean" in overrides else base.mean
+    std = _channels("std", overrides["std"]) if "std" in overrides else base.std
+    if len(mean) != len(std):
+        raise ModelLoadError(
+            f"[preprocess] mean has {len(mean)} values but std has {len(std)}; give both per "
+            "channel"
+        )
     return Preprocess(
         size=_size(overrides["size"]) if "size" in overrides else base.size,
-        mean=tuple(float(v) for v in overrides.get("mean", base.mean)),
-        std=tuple(float(v) for v in overrides.get("std", base.std)),
-        interpolation=str(overrides.get("interpolation", base.interpolation)),
+        mean=mean,
+        std=std,
+        interpolation=str(interpolation),
         source="card",
     )

@@ -1,92 +1,212 @@
 """Figures: the 4-panel explanation, the model comparison, token importances.
 
-Every figure is written atomically and closed after saving. Signed maps (what raises vs what
-lowers a regression output) use a diverging colormap centred at zero, red raising and blue
-lowering; unsigned maps a sequential one from zero.
+Every figure is a bare ``matplotlib.figure.Figure`` drawn by the Agg canvas (no pyplot, so no
+global figure registry to leak into and no change to the user's backend), written atomically
+(temp file + rename) and cleared after saving.
+
+Colours: an unsigned map uses a sequential colormap from 0 to its maximum; a signed map (what
+raises vs what lowers an output) a diverging one centred at 0 with symmetric limits, red raising
+and blue lowering, in the heatmap, the overlay and the token bars alike. A map given as unsigned
+that holds negative values is shown signed anyway: a 0..max scale would hide them.
+
+User text (titles, labels, tokens) is drawn literally: ``$`` never starts mathtext.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from seewhy.core.atomic import atomic_path
+from seewhy.core.errors import UsageError
 
 if TYPE_CHECKING:
     import numpy as np
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 DPI = 100
+"""Pixels per inch of every saved PNG."""
+EXPLANATION_SIZE = (14.0, 4.0)
+"""The 4-panel figure's size in inches (1400 x 400 pixels)."""
+DISPLAY_MAX = 512
+"""Longest side, in pixels, an image is shown at; larger images are downsampled first (a
+panel is about 330 pixels wide, so more would only cost time)."""
 SEQUENTIAL = "inferno"
 DIVERGING = "RdBu_r"
+DETAIL_WIDTH = 40
+"""Characters per line in the details panel (longer lines wrap)."""
+DETAIL_LINES = 22
+"""Lines the details panel holds; the rest is summarised as ``... (n more lines)``."""
+MAX_TOKENS = 48
+"""Tokens the token figure shows: the largest by absolute score, in their text order."""
+COMPARISON_CELL = 2.6
+"""Width and height, in inches, of one cell of the comparison figure."""
 
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """A model's row in the comparison figure: its prediction and a map per method."""
+    """A model's row in the comparison figure.
+
+    Attributes:
+        model: the model's name (row label).
+        prediction: its prediction in words, e.g. ``"fracture (0.91)"``.
+        maps: method name -> heatmap (float, any resolution; resized to the image).
+        signed: whether the maps are signed (raise > 0, lower < 0).
+    """
 
     model: str
     prediction: str
-    maps: dict[str, Any] = field(default_factory=dict)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
     signed: bool = False
 
 
-def _figure(
-    width: float, height: float, layout: Literal["constrained"] | None = "constrained"
-) -> Figure:
-    from matplotlib.figure import Figure
+# -- arrays ---------------------------------------------------------------------------------
+def _as_image(image: Any) -> np.ndarray:
+    """The image as uint8 HxW or HxWxC (C in 1, 3, 4); floats in [0, 1] are scaled to 255."""
+    import numpy as np
 
-    # A bare Figure (no pyplot): no global state, nothing to leak between figures.
-    return Figure(figsize=(width, height), dpi=DPI, layout=layout)
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) or arr.size == 0:
+        raise UsageError(
+            f"figure image has shape {arr.shape}; expected a non-empty HxW or HxWx3 array "
+            "(uint8, as decoded from the image file)"
+        )
+    if arr.dtype == np.uint8:
+        return arr
+    values = arr.astype(np.float32)
+    if arr.dtype.kind == "f" and np.nanmax(values) <= 1.0:
+        values = values * 255.0
+    return np.clip(np.nan_to_num(values), 0, 255).astype(np.uint8)
+
+
+def _as_map(heatmap: Any, name: str = "heatmap") -> tuple[np.ndarray, int]:
+    """A float32 HxW map (leading singleton axes dropped) and its count of non-finite values,
+    which are set to 0 (the figure says how many)."""
+    import numpy as np
+
+    arr = np.asarray(heatmap, dtype=np.float32)
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2 or arr.size == 0:
+        raise UsageError(
+            f"figure {name} has shape {np.shape(heatmap)}; expected a non-empty HxW map"
+        )
+    bad = ~np.isfinite(arr)
+    count = int(bad.sum())
+    if count:
+        arr = np.where(bad, np.float32(0), arr)
+    return arr, count
+
+
+def _display_image(image: np.ndarray) -> np.ndarray:
+    """The image downsampled (area average) so that its longest side is at most DISPLAY_MAX."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    scale = DISPLAY_MAX / max(h, w)
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
 
 
 def _resize(heat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a float map to (h, w) with PIL (mode F)."""
+    """Bilinear resize of a float map to (h, w) (PIL, mode F)."""
     import numpy as np
     from PIL import Image
 
     if heat.shape == shape:
-        return heat.astype(np.float32)
-    img = Image.fromarray(np.asarray(heat, dtype=np.float32))
+        return heat.astype(np.float32, copy=False)
+    img = Image.fromarray(np.ascontiguousarray(heat, dtype=np.float32))
     return np.asarray(img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def signed_map(heatmap: np.ndarray, signed: bool, lowers: np.ndarray | None) -> np.ndarray | None:
-    """One map with raise > 0 / lower < 0, or None for an unsigned map."""
+def _limit(values: np.ndarray) -> float:
+    """The largest absolute value (1.0 for an all-zero map, so scales stay valid)."""
+    import numpy as np
+
+    m = float(np.abs(values).max()) if values.size else 0.0
+    return m if m > 0 else 1.0
+
+
+def _combine(
+    heatmap: np.ndarray, signed: bool, lowers: np.ndarray | None
+) -> tuple[np.ndarray, bool]:
+    """The map to show and whether it is signed.
+
+    With ``lowers``, ``heatmap`` is what raises and ``lowers`` what lowers: one signed map
+    ``raises - lowers`` (both clipped at 0). A map with negative values is always signed.
+    """
     if lowers is not None:
-        return heatmap.clip(min=0) - _resize(lowers, heatmap.shape).clip(min=0)
-    return heatmap if signed else None
+        lowers = _resize(lowers, heatmap.shape)
+        return heatmap.clip(min=0) - lowers.clip(min=0), True
+    return heatmap, signed or bool((heatmap < 0).any())
 
 
-def _show_image(ax: Any, image: np.ndarray, grayscale: bool) -> None:
+# -- drawing --------------------------------------------------------------------------------
+def _figure(width: float, height: float, *, constrained: bool = False) -> Figure:
+    """A bare figure on an Agg canvas: no pyplot state, no backend switch."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained" if constrained else None)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _show_image(ax: Axes, image: np.ndarray, grayscale: bool) -> None:
     if grayscale:
-        ax.imshow(image[..., 0] if image.ndim == 3 else image, cmap="gray", vmin=0, vmax=255)
+        gray = image if image.ndim == 2 else image[..., 0]
+        ax.imshow(gray, cmap="gray", vmin=0, vmax=255, interpolation="antialiased")
     else:
-        ax.imshow(image)
+        ax.imshow(image, interpolation="antialiased")
     ax.set_axis_off()
 
 
-def _overlay(ax: Any, image: np.ndarray, heat: np.ndarray, grayscale: bool, signed: bool) -> None:
-    """The image with the map on top: alpha follows the map's strength."""
+def _overlay(ax: Axes, image: np.ndarray, heat: np.ndarray, grayscale: bool, signed: bool) -> None:
+    """The image with the map on top; the map's opacity follows its strength."""
     import numpy as np
     from matplotlib import colormaps
 
     _show_image(ax, image, grayscale)
     h = _resize(heat, image.shape[:2])
+    m = _limit(h)
     if signed:
-        m = float(np.abs(h).max()) or 1.0
         rgba = np.zeros((*h.shape, 4), dtype=np.float32)
         rgba[..., 0] = h > 0  # red raises
         rgba[..., 2] = h < 0  # blue lowers
         rgba[..., 3] = 0.75 * np.abs(h) / m
     else:
-        lo, hi = float(h.min()), float(h.max())
-        norm = (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
+        norm = h.clip(min=0) / m
         rgba = colormaps[SEQUENTIAL](norm).astype(np.float32)
         rgba[..., 3] = 0.6 * norm
     ax.imshow(rgba)
+
+
+def _wrap(lines: Sequence[str], width: int, limit: int) -> list[str]:
+    """Lines wrapped at ``width`` (continuations indented like their line), at most ``limit``."""
+    out: list[str] = []
+    for line in lines:
+        text = str(line).rstrip()
+        indent = " " * (len(text) - len(text.lstrip()))
+        out.extend(
+            textwrap.wrap(
+                text,
+                width=width,
+                subsequent_indent=indent + "  ",
+            )
+            or [""]
+        )
+    if len(out) > limit:
+        out = [*out[: limit - 1], f"... ({len(out) - limit + 1} more lines)"]
+    return out
 
 
 def build_explanation_figure(
@@ -99,96 +219,279 @@ def build_explanation_figure(
     grayscale: bool = False,
     lowers: np.ndarray | None = None,
 ) -> Figure:
-    """The 4-panel figure (image, heatmap + colour bar, overlay, details), not yet saved."""
-    import numpy as np
+    """The 4-panel figure, drawn but not saved (see :func:`explanation_figure`)."""
+    image = _display_image(_as_image(image))
+    heat, bad = _as_map(heatmap)
+    low = None
+    if lowers is not None:
+        low, bad_low = _as_map(lowers, "lowers")
+        bad += bad_low
+    heat = _resize(heat, image.shape[:2])  # shown on the image's own grid
+    shown, is_signed = _combine(heat, signed, low)
 
-    fig = _figure(14, 4)
+    fig = _figure(*EXPLANATION_SIZE)
     axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1.15, 1, 1.1]})
-    fig.suptitle(title, fontsize=11)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.84, bottom=0.04, wspace=0.12)
+    fig.suptitle(title, fontsize=11, parse_math=False)
+
     _show_image(axes[0], image, grayscale)
     axes[0].set_title("image", fontsize=9)
-    heatmap = _resize(heatmap, image.shape[:2])  # show the map on the image's own grid
-    both = signed_map(heatmap, signed, lowers)
-    if both is not None:
-        m = float(np.abs(both).max()) or 1.0
-        shown = axes[1].imshow(both, cmap=DIVERGING, vmin=-m, vmax=m)
-        bar = fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
-        bar.set_ticks([-m, 0, m], labels=["lowers", "0", "raises"])
-        axes[1].set_title("attribution (red raises, blue lowers)", fontsize=9)
-        _overlay(axes[2], image, both, grayscale, signed=True)
+
+    m = _limit(shown)
+    if is_signed:
+        drawn = axes[1].imshow(shown, cmap=DIVERGING, vmin=-m, vmax=m)
+        bar = fig.colorbar(drawn, ax=axes[1], fraction=0.046, pad=0.03)
+        bar.set_ticks([-m, 0.0, m], labels=[f"{-m:.2g}", "0", f"{m:.2g}"])
+        bar.ax.set_title("raises", fontsize=8, color="#b2182b")  # top of the bar
+        bar.ax.set_xlabel("lowers", fontsize=8, color="#2166ac")  # its bottom
+        axes[1].set_title("attribution: red raises, blue lowers", fontsize=9)
     else:
-        shown = axes[1].imshow(heatmap, cmap=SEQUENTIAL, vmin=0, vmax=float(heatmap.max()) or 1.0)
-        fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
+        drawn = axes[1].imshow(shown, cmap=SEQUENTIAL, vmin=0.0, vmax=m)
+        bar = fig.colorbar(drawn, ax=axes[1], fraction=0.046, pad=0.03)
         axes[1].set_title("heatmap", fontsize=9)
-        _overlay(axes[2], image, heatmap, grayscale, signed=False)
+    bar.ax.tick_params(labelsize=7)
     axes[1].set_axis_off()
+
+    _overlay(axes[2], image, shown, grayscale, signed=is_signed)
     axes[2].set_title("overlay", fontsize=9)
+
+    lines = [str(d) for d in details]
+    if bad:  # first, so that truncation never hides it
+        lines.insert(0, f"warning: {bad} NaN/inf map values set to 0")
     axes[3].set_axis_off()
     axes[3].text(
         0.0,
         1.0,
-        "\n".join(details),
+        "\n".join(_wrap(lines, DETAIL_WIDTH, DETAIL_LINES)),
         va="top",
         ha="left",
-        fontsize=9,
+        fontsize=8.5,
         family="monospace",
         transform=axes[3].transAxes,
-        wrap=True,
+        parse_math=False,
     )
     return fig
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Save a figure as PNG atomically (temp file + rename)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+    """Save ``fig`` as a PNG atomically (temp file + rename), then clear it.
+
+    Args:
+        fig: a figure from one of the ``build_*`` functions.
+        path: the final file; its folder is created.
+
+    Returns:
+        ``path``.
+    """
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI)
+    finally:
+        fig.clear()  # free the artists now, whether or not the save worked
     return Path(path)
 
 
-def explanation_figure(path: str | Path, **kwargs: Any) -> Path:
-    """Write the 4-panel figure (see :func:`build_explanation_figure`) to ``path``."""
-    return save_figure(build_explanation_figure(**kwargs), path)
+def explanation_figure(
+    path: str | Path,
+    *,
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    title: str,
+    details: Sequence[str],
+    signed: bool = False,
+    grayscale: bool = False,
+    lowers: np.ndarray | None = None,
+) -> Path:
+    """Write the 4-panel PNG for one (sample, model, method).
+
+    Panels: (1) the image as given, (2) the heatmap with a colour bar, (3) the heatmap over the
+    image, (4) the ``details`` text. 1400 x 400 pixels.
+
+    Args:
+        path: the PNG to write (atomically).
+        image: uint8 HxWx3 (or HxW) at the image's original resolution; shown downsampled to
+            at most DISPLAY_MAX pixels a side.
+        heatmap: float HxW, any resolution (resized to the image). Unsigned: a sequential
+            colormap from 0 to the max. With ``lowers``: what raises the output.
+        title: the figure's title.
+        details: lines for the text panel (prediction, explained target, method, layer,
+            checkpoint metadata); long lines wrap.
+        signed: ``heatmap`` holds raise > 0 / lower < 0: a diverging colormap centred at 0,
+            red raising and blue lowering.
+        grayscale: show the image with a gray colormap (X-rays).
+        lowers: optional non-negative map of what lowers the output; shown signed together
+            with ``heatmap``.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        UsageError: an image or map that is not a 2-D (image: or HxWx3) array.
+    """
+    fig = build_explanation_figure(
+        image=image,
+        heatmap=heatmap,
+        title=title,
+        details=details,
+        signed=signed,
+        grayscale=grayscale,
+        lowers=lowers,
+    )
+    return save_figure(fig, path)
 
 
 def build_comparison_figure(
-    *, image: np.ndarray, rows: Sequence[ComparisonRow], agreement: str, grayscale: bool = False
+    *,
+    image: np.ndarray,
+    rows: Sequence[ComparisonRow],
+    agreement: str,
+    grayscale: bool = False,
+    title: str = "model comparison",
 ) -> Figure:
-    """Rows = models (image + prediction, then an overlay per method); agreement below the title."""
+    """The comparison figure, drawn but not saved (see :func:`comparison_figure`)."""
+    if not rows:
+        raise UsageError("comparison figure needs at least one model row; got none")
+    image = _display_image(_as_image(image))
     methods = list(dict.fromkeys(m for r in rows for m in r.maps))
     ncols = 1 + len(methods)
-    fig = _figure(3.0 * ncols, 3.0 * len(rows) + 0.9, layout=None)
-    axes = fig.subplots(len(rows), ncols, squeeze=False)
-    fig.suptitle("model comparison", fontsize=12)
-    fig.text(0.5, 0.93 - 0.02 * agreement.count("\n"), agreement, ha="center", va="top", fontsize=9)
+    width = COMPARISON_CELL * ncols
+    chars = max(30, int(width * DPI / 6.5))  # about 6.5 pixels per character at 9 points
+    lines = _wrap(agreement.splitlines(), chars, 12) if agreement.strip() else []
+    # Heights in inches: title, agreement lines, then per row a title band and the cell.
+    header = 0.45 + 0.17 * len(lines)
+    band = 0.42
+    height = header + (band + COMPARISON_CELL) * len(rows) + 0.1
+    fig = _figure(width, height)
+    grid = fig.add_gridspec(
+        len(rows),
+        ncols,
+        left=0.01,
+        right=0.99,
+        bottom=0.1 / height,
+        top=1.0 - (header + band) / height,
+        hspace=band / COMPARISON_CELL,
+        wspace=0.05,
+    )
+    fig.suptitle(title, fontsize=12, y=1.0 - 0.1 / height, va="top", parse_math=False)
+    if lines:
+        fig.text(
+            0.5,
+            1.0 - 0.4 / height,
+            "\n".join(lines),
+            ha="center",
+            va="top",
+            fontsize=9,
+            parse_math=False,
+        )
+    label_width = max(12, int(COMPARISON_CELL * DPI / 7.0))
     for i, row in enumerate(rows):
-        _show_image(axes[i][0], image, grayscale)
-        axes[i][0].set_title(f"{row.model}: {row.prediction}", fontsize=9)
+        first = fig.add_subplot(grid[i, 0])
+        _show_image(first, image, grayscale)
+        label = "\n".join(_wrap([f"{row.model}: {row.prediction}"], label_width, 2))
+        first.set_title(label, fontsize=9, fontweight="bold", parse_math=False)
         for j, method in enumerate(methods, start=1):
-            ax = axes[i][j]
+            ax = fig.add_subplot(grid[i, j])
             if method in row.maps:
-                _overlay(ax, image, row.maps[method], grayscale, signed=row.signed)
+                heat, _ = _as_map(row.maps[method], f"map '{method}' of model '{row.model}'")
+                shown, is_signed = _combine(heat, row.signed, None)
+                _overlay(ax, image, shown, grayscale, signed=is_signed)
             else:
                 ax.set_axis_off()
+                ax.text(0.5, 0.5, "not computed", ha="center", va="center", fontsize=8)
             if i == 0:
-                ax.set_title(method, fontsize=10)
-    fig.subplots_adjust(top=0.82 - 0.02 * agreement.count("\n"), hspace=0.25)
+                ax.set_title(method, fontsize=10, parse_math=False)
     return fig
 
 
-def comparison_figure(path: str | Path, **kwargs: Any) -> Path:
-    """Write the comparison figure (see :func:`build_comparison_figure`) to ``path``."""
-    return save_figure(build_comparison_figure(**kwargs), path)
+def comparison_figure(
+    path: str | Path,
+    *,
+    image: np.ndarray,
+    rows: Sequence[ComparisonRow],
+    agreement: str,
+    grayscale: bool = False,
+    title: str = "model comparison",
+) -> Path:
+    """Write the figure that compares models on one image.
+
+    A row per model: the image titled with the model's name and prediction, then the overlay
+    of each method's map (column titles = method names; a cell the model lacks says so).
+
+    Args:
+        path: the PNG to write (atomically).
+        image: uint8 HxWx3 (or HxW), the image as given.
+        rows: one :class:`ComparisonRow` per model.
+        agreement: text under the title (e.g. "both models predict fracture; rank correlation
+            0.82; top-10% IoU 0.61"); may hold several lines.
+        grayscale: show the image with a gray colormap.
+        title: the figure's title.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        UsageError: no rows, or an image or map of the wrong shape.
+    """
+    fig = build_comparison_figure(
+        image=image, rows=rows, agreement=agreement, grayscale=grayscale, title=title
+    )
+    return save_figure(fig, path)
+
+
+def build_token_figure(*, tokens: Sequence[str], scores: Sequence[float], title: str) -> Figure:
+    """The token figure, drawn but not saved (see :func:`token_figure`)."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    if len(tokens) != len(scores):
+        raise UsageError(
+            f"token figure got {len(tokens)} tokens but {len(scores)} scores; "
+            "pass one score per token"
+        )
+    values = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0)
+    keep = np.arange(len(values))
+    if len(values) > MAX_TOKENS:
+        keep = np.sort(np.argsort(-np.abs(values), kind="stable")[:MAX_TOKENS])
+        title = f"{title} (top {MAX_TOKENS} of {len(values)} tokens by |score|)"
+    shown = values[keep]
+    labels = [_short(str(tokens[int(i)])) for i in keep]
+    m = _limit(shown)
+    fig = _figure(min(16.0, max(4.0, 0.32 * len(shown) + 1.2)), 3.2, constrained=True)
+    ax = fig.subplots()
+    cmap = colormaps[DIVERGING]
+    colors = [cmap(0.5 + 0.5 * float(s) / m) for s in shown]
+    ax.bar(range(len(shown)), shown, color=colors, edgecolor="0.3", linewidth=0.4)
+    ax.set_xticks(
+        range(len(shown)), labels=labels, rotation=60, ha="right", fontsize=8, parse_math=False
+    )
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylabel("importance (red raises, blue lowers)", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    if not len(shown):
+        ax.text(0.5, 0.5, "no tokens", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title, fontsize=10, parse_math=False)
+    return fig
+
+
+def _short(token: str, width: int = 16) -> str:
+    return token if len(token) <= width else token[: width - 1] + "…"
 
 
 def token_figure(
     path: str | Path, *, tokens: Sequence[str], scores: Sequence[float], title: str
 ) -> Path:
-    """Token importances as a signed bar chart (red raises, blue lowers)."""
-    fig = _figure(max(4.0, 0.35 * len(tokens)), 3)
-    ax = fig.subplots()
-    ax.bar(range(len(tokens)), scores, color=["tab:red" if s >= 0 else "tab:blue" for s in scores])
-    ax.set_xticks(range(len(tokens)), labels=list(tokens), rotation=60, fontsize=8)
-    ax.axhline(0, color="black", linewidth=0.5)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    """Write token importances as a bar chart with signed colours (red raises, blue lowers).
+
+    Args:
+        path: the PNG to write (atomically).
+        tokens: the tokens in text order.
+        scores: one importance per token (signed).
+        title: the figure's title.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        UsageError: ``tokens`` and ``scores`` differ in length.
+    """
+    return save_figure(build_token_figure(tokens=tokens, scores=scores, title=title), path)
