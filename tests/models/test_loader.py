@@ -369,3 +369,15 @@ def test_devices() -> None:
         assert load_model("timm:test_resnet").device == torch.device("cpu")  # the default
     with pytest.raises(ModelLoadError, match="--device gpu: expected cpu, cuda, cuda:N or mps"):
         load_model("timm:test_resnet", device="gpu")
+
+
+def test_card_inputs_table_reaches_the_model(tmp_path: Path) -> None:
+    (tmp_path / "mm.toml").write_text(
+        'arch = "timm:test_resnet"\n[inputs]\nimage = "pixel_values"\n'
+        'tabular = { arg = "features", columns = ["sqft", "grade"] }\n'
+    )
+    m = load_model(tmp_path / "mm.toml", device="cpu")
+    assert m.inputs == {
+        "image": "pixel_values",
+        "tabular": {"arg": "features", "columns": ["sqft", "grade"]},
+    }

@@ -140,6 +140,7 @@ def load_model(
         checkpoint=str(ckpt) if ckpt is not None else None,
         metadata=meta,
         preprocess=resolve_preprocess(module, arch, overrides),
+        inputs=dict(card.get("inputs") or {}),
     )
 
 

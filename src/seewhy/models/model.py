@@ -69,6 +69,8 @@ class Model:
         checkpoint: the checkpoint path, if any.
         metadata: what the checkpoint recorded beside its weights (accuracy, epoch ...).
         preprocess: image -> tensor.
+        inputs: the card's ``[inputs]`` table for multimodal models (forward's argument names
+            for the image, text and tabular inputs); empty for image-only models.
     """
 
     module: nn.Module
@@ -81,6 +83,7 @@ class Model:
     checkpoint: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     preprocess: Preprocess = field(default_factory=Preprocess)
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def device(self) -> Any:
