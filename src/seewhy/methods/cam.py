@@ -104,6 +104,10 @@ class CAM(Method):
         """The rectified map ``[B, h, w]`` on the layer's grid."""
         raise NotImplementedError
 
+    def pass_params(self, p: LayerPass) -> dict[str, Any]:
+        """Settings as they took effect on this pass (``auto`` resolved), for summary.json."""
+        return {}
+
     @classmethod
     def run_many(
         cls, methods: Sequence[Method], model: Any, inputs: Tensor, target: Target
@@ -128,7 +132,7 @@ class CAM(Method):
                     method=m.name,
                     attributions={"image": upsample(low, size)},
                     target=target.name,
-                    params=m.params() | {"layer": p.layer.name},
+                    params=m.params() | {"layer": p.layer.name} | m.pass_params(p),
                     layer=p.layer.name,
                     output=p.output,
                     target_indices=p.indices,
@@ -369,40 +373,57 @@ class ScoreCAM(CAM):
 
     The copy holds a second set of weights for the duration of the call. On a 2-core AVX-512
     CPU (``benchmarks/RESULTS.md``; resnet18, 224 px, ``batch_size`` 32 for both tools) the
-    fold and channels-last make each forward 1.35x (one thread) to 1.6x (two threads) cheaper
-    than the plain model's, and Score-CAM 1.24x to 1.5x faster end to end than
-    pytorch-grad-cam's; the remaining cost is the convolutions themselves.
+    fold and channels-last make each float32 forward 1.35x (one thread) to 1.6x (two threads)
+    cheaper than the plain model's; the remaining cost is the convolutions themselves.
 
-    ``precision="float32"`` (default) keeps every forward in the model's own precision.
-    ``precision="auto"`` runs the masked forwards under bfloat16 autocast where the hardware
-    computes bfloat16 natively (recent x86 CPUs, CUDA): 2.3x (one thread) to 3.1x (two
-    threads) faster than pytorch-grad-cam on that CPU. The scores only weigh the channels, so
-    the maps agree with float32 ones at Pearson r >= 0.999 (r >= 0.99 is tested), but they are
-    no longer equal up to float rounding: on the bundled demo models the largest difference was
-    4% of a map's peak.
+    Precision (deviation from pytorch-grad-cam, which runs the masked forwards in the model's
+    dtype). ``precision="auto"`` (default) runs the masked forwards under bfloat16 autocast
+    where the hardware computes bfloat16 natively (CPUs with AVX-512/AMX bfloat16 support,
+    CUDA GPUs that support it) and the model is float32; elsewhere it is ``float32``. Only the
+    channel scores come from those forwards; the activations, the softmax and the map stay
+    float32. The maps then agree with exact float32 ones at Pearson r >= 0.999 (r >= 0.99 is
+    tested): on the bundled demo models the largest difference was 4.4% of a map's peak. That
+    is what makes Score-CAM 2.3x (one thread) to 3.1x (two threads) faster than
+    pytorch-grad-cam's at equal batch on that CPU, against 1.4x to 1.5x in float32.
+    ``precision="float32"`` keeps every forward in the model's own precision: maps equal to the
+    plain computation up to float rounding, the same on every machine. The precision used is
+    recorded as ``params["forward_dtype"]``.
     """
 
     batch_size: int = 32
-    precision: str = "float32"
+    precision: str = "auto"
     needs_gradients: ClassVar[bool] = False
 
-    def cam(self, p: LayerPass, module: nn.Module, target: Target) -> Tensor:
+    def low_precision(self, x: Tensor) -> bool:
+        """Whether the masked forwards of ``x`` run under bfloat16 autocast."""
         import torch
 
         from seewhy.core.errors import UsageError
 
         if self.precision not in ("auto", "float32"):
             raise UsageError(
-                f"scorecam precision '{self.precision}': use float32 (exact) or auto (bfloat16 "
-                "masked forwards where the hardware runs them natively)"
+                f"scorecam precision '{self.precision}': use auto (bfloat16 masked forwards "
+                "where the hardware runs them natively) or float32 (exact)"
             )
+        return self.precision == "auto" and x.dtype == torch.float32 and _bf16_native(x.device)
+
+    def pass_params(self, p: LayerPass) -> dict[str, Any]:
+        return {
+            "forward_dtype": "bfloat16"
+            if self.low_precision(p.inputs)
+            else str(p.inputs.dtype).removeprefix("torch.")
+        }
+
+    def cam(self, p: LayerPass, module: nn.Module, target: Target) -> Tensor:
+        import torch
+
         x = p.inputs
         size = (int(x.shape[-2]), int(x.shape[-1]))
         b, k = p.activations.shape[:2]
         alive, first, group = _unique_masks(p.activations)
         rows = p.indices.to(x.device)
         step = max(1, int(self.batch_size))
-        low = self.precision == "auto" and x.dtype == torch.float32 and _bf16_native(x.device)
+        low = self.low_precision(x)
         fast = _inference_copy(module, x, p.output)
         if x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
