@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from seewhy import explain
@@ -115,11 +120,29 @@ class Exploding(nn.Module):
 
 
 @pytest.mark.parametrize("method", CAMS)
-def test_no_hook_left_after_an_exception(method: str) -> None:
-    model = Exploding().eval()
-    with pytest.raises(RuntimeError, match="boom"):
-        create_method(method, layer="conv")(model, torch.randn(1, 3, 8, 8), 0)
+@pytest.mark.parametrize("layer", ["conv", "auto"])
+def test_no_hook_left_and_state_restored_after_an_exception(method: str, layer: str) -> None:
+    model = Exploding().train()  # handed over in training mode, one parameter frozen
+    model.conv.bias.requires_grad_(False)
+    before = _snapshot(model)
+    with pytest.raises(RuntimeError, match="boom"):  # "auto" fails in its dry run already
+        create_method(method, layer=layer)(model, torch.randn(1, 3, 8, 8), 0)
     assert _hooks(model) == 0
+    _same(before, _snapshot(model))
+    assert model.training and model.conv.weight.requires_grad
+
+
+def test_auto_layer_leaves_a_training_model_as_found(
+    small_cnn: nn.Module, images: torch.Tensor
+) -> None:
+    # The dry run that finds the layer must not update batch-norm statistics either.
+    model = small_cnn.train()
+    model.fc.bias.requires_grad_(False)
+    model.features[0].weight.grad = torch.full_like(model.features[0].weight, 2.0)
+    before = _snapshot(model)
+    exps = explain(model, images, CAMS, target="all")
+    _same(before, _snapshot(model))
+    assert _hooks(model) == 0 and {e.layer for e in exps} == {"features"}
 
 
 class RedMinusBlue(nn.Module):
@@ -154,12 +177,30 @@ def test_regression_value_and_minus_value(method: str) -> None:
     assert down.map[0][right].min() > 0 and down.map[0][left].abs().max() == 0
 
 
-def test_cam_on_model_without_spatial_layer_fails_with_reason() -> None:
+def test_regression_scorecam_weighs_what_raises_or_lowers() -> None:
+    # Masks: the red half and the blue half. Masked inputs score +0.5 (red kept) and -0.5 (blue
+    # kept), so value weighs the channels softmax([0.5, -0.5]) = [s, 1 - s] with s = sigmoid(1),
+    # and -value softmax([-0.5, 0.5]) = [1 - s, s]; each map is its weight on its half.
+    x = torch.zeros(1, 3, 8, 8)
+    x[0, 0, :, :4] = 1.0
+    x[0, 2, :, 4:] = 1.0
+    model = Model(RedMinusBlue().eval(), task="regression")
+    s = torch.sigmoid(torch.tensor(1.0)).item()
+    for target, (left, right) in [("value", (s, 1 - s)), ("-value", (1 - s, s))]:
+        (e,) = explain(model, x, ["scorecam"], target=target, layer="conv")
+        expected = torch.tensor([left] * 4 + [right] * 4).expand(8, 8)
+        torch.testing.assert_close(e.map[0], expected, atol=1e-6, rtol=1e-5)
+        assert e.target == target
+
+
+@pytest.mark.parametrize("method", CAMS)
+def test_cam_on_model_without_spatial_layer_fails_with_reason(method: str) -> None:
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)).eval()
     with pytest.raises(MethodNotApplicableError, match="no layer with a spatial output"):
-        explain(mlp, torch.randn(1, 3, 8, 8), ["gradcam"])
+        explain(mlp, torch.randn(1, 3, 8, 8), [method])
     with pytest.raises(MethodNotApplicableError, match="not a spatial"):
-        explain(mlp, torch.randn(1, 3, 8, 8), ["gradcam"], layer="1")
+        explain(mlp, torch.randn(1, 3, 8, 8), [method], layer="1")
+    assert _hooks(mlp) == 0
 
 
 def test_unknown_layer_names_closest(small_cnn: nn.Module, images: torch.Tensor) -> None:
@@ -179,26 +220,31 @@ def test_all_targets_gives_one_explanation_per_class(
         torch.testing.assert_close(out[2 * c].map, ref.map)
 
 
-def test_bf16_model_gives_float32_maps_close_to_fp32(small_cnn: nn.Module) -> None:
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_half_precision_models_give_float32_maps_for_every_cam(
+    small_cnn: nn.Module, dtype: torch.dtype
+) -> None:
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
-    (ref,) = explain(small_cnn, x, ["gradcam"], target=0)
-    half = SmallCNNCopy(small_cnn).to(torch.bfloat16)
-    (low,) = explain(half, x, ["gradcam"], target=0)
-    assert low.map.dtype == torch.float32
-    r = torch.corrcoef(torch.stack([low.map.flatten(), ref.map.flatten()]))[0, 1]
-    assert r > 0.95
-
-
-def SmallCNNCopy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model)
+    refs = explain(small_cnn, x, CAMS, target=0)
+    half = copy.deepcopy(small_cnn).to(dtype)
+    before = _snapshot(half)
+    lows = explain(half, x, CAMS, target=0)  # a float32 batch: cast to the model's dtype
+    _same(before, _snapshot(half))
+    assert all(p.dtype == dtype for p in half.parameters()) and _hooks(half) == 0
+    for ref, low in zip(refs, lows, strict=True):
+        assert low.method == ref.method
+        assert low.map.dtype == torch.float32 and low.map.shape == (2, 32, 32), low.method
+        assert low.output is not None and low.output.dtype == torch.float32
+        assert torch.isfinite(low.map).all(), low.method
+        for i in range(2):
+            pair = torch.stack([low.map[i].flatten(), ref.map[i].flatten()])
+            assert torch.corrcoef(pair)[0, 1] > 0.99, (low.method, i)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_maps_equal_cpu_maps(small_cnn: nn.Module, images: torch.Tensor) -> None:
     cpu = explain(small_cnn, images, CAMS)
-    gpu_model = SmallCNNCopy(small_cnn).cuda()
+    gpu_model = copy.deepcopy(small_cnn).cuda()
     gpu = explain(gpu_model, images.cuda(), CAMS)
     for a, b in zip(cpu, gpu, strict=True):
         assert b.map.device.type == "cuda"
@@ -220,3 +266,35 @@ def torchvision_resnet18() -> nn.Module:
     import torchvision
 
     return torchvision.models.resnet18(weights=None, num_classes=5).eval()
+
+
+def test_explain_a_loaded_model_on_paths_and_pil_images(tmp_path: Path) -> None:
+    from seewhy import load_model
+
+    model = load_model("timm:test_resnet", num_classes=3, device="cpu")
+    pre = model.preprocess
+    assert (pre.source, pre.size, pre.interpolation) == ("timm", (160, 160), "bilinear")
+    rng = np.random.default_rng(0)
+    pils = [Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)) for _ in range(2)]
+    pils[0].save(tmp_path / "a.png")
+    # the batch by hand: resize the whole image, scale to [0, 1], normalise with timm's values
+    arrays = [np.asarray(p.resize((160, 160), Image.Resampling.BILINEAR)) / 255.0 for p in pils]
+    batch = torch.tensor(np.stack(arrays), dtype=torch.float32).permute(0, 3, 1, 2)
+    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
+    batch = (batch - mean) / torch.tensor(pre.std).view(1, 3, 1, 1)
+    methods = ["gradcam", "eigencam"]
+    from_files = explain(model, [tmp_path / "a.png", pils[1]], methods, target="pred")
+    from_tensor = explain(model.module, batch, methods, target="pred")
+    with torch.no_grad():
+        logits = model.module(batch)
+    for a, b in zip(from_files, from_tensor, strict=True):
+        assert a.layer == b.layer == "layer4" and a.map.shape == (2, 160, 160)
+        assert a.output is not None
+        torch.testing.assert_close(a.output, logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(a.map, b.map, atol=1e-4, rtol=1e-3)
+        assert a.target_indices is not None
+        assert a.target_indices.tolist() == logits.argmax(1).tolist()
+    # one path alone, and a string path, are a batch of one
+    (single,) = explain(model, str(tmp_path / "a.png"), ["gradcam"], target=1)
+    (ref,) = explain(model.module, batch[:1], ["gradcam"], target=1)
+    torch.testing.assert_close(single.map, ref.map, atol=1e-4, rtol=1e-3)
