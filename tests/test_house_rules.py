@@ -42,11 +42,51 @@ def test_no_assert_in_library_code() -> None:
     assert offenders == []
 
 
-def test_import_seewhy_does_not_import_torch() -> None:
-    code = (
-        "import sys, seewhy; "
-        "heavy = [m for m in ('torch', 'timm', 'matplotlib', 'PIL') if m in sys.modules]; "
-        "print(','.join(heavy))"
+HEAVY = (
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "PIL",
+    "matplotlib",
+    "pandas",
+    "safetensors",
+    "pytorch_grad_cam",
+    "captum",
+    "shap",
+    "transformers",
+    "lightgbm",
+)
+
+
+def _heavy_after(code: str) -> list[str]:
+    """The heavy modules imported after running ``code`` in a fresh interpreter."""
+    probe = (
+        f"{code}\nimport sys\nprint('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    (line,) = [x for x in out.stdout.splitlines() if x.startswith("HEAVY=")]
+    return [m for m in line.removeprefix("HEAVY=").split(",") if m]
+
+
+def test_import_seewhy_does_not_import_torch() -> None:
+    assert _heavy_after("import seewhy") == []
+    # names that need no torch stay torch-free when touched
+    assert _heavy_after("import seewhy; seewhy.SeewhyError; seewhy.__version__") == []
+
+
+def test_help_imports_nothing_heavy() -> None:
+    for argv in ([], ["explain"], ["layers"], ["report"], ["demo"]):
+        code = (
+            "from seewhy.cli import main\n"
+            "try:\n"
+            f"    main({[*argv, '--help']!r})\n"
+            "except SystemExit as e:\n"
+            "    assert e.code in (0, None), e.code\n"
+        )
+        assert _heavy_after(code) == [], argv
+
+
+def test_the_probe_sees_heavy_imports() -> None:
+    # the probes above would pass vacuously if they could not see an import: this one must
+    assert _heavy_after("import seewhy, numpy") == ["numpy"]

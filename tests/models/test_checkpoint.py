@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,49 @@ def test_plain_pickle_of_plain_data_is_refused_as_unsafe(tmp_path: Path) -> None
         pickle.dump({"w": [1.0, 2.0]}, f, protocol=4)
     with pytest.warns(UserWarning), pytest.raises(UnsafeCheckpointError, match="trust"):
         load_checkpoint(tmp_path / "p.pkl.pth")
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_malicious_pickle_through_load_model_creates_nothing(tmp_path: Path, zipped: bool) -> None:
+    from seewhy import load_model
+    from seewhy.core.errors import SeewhyError
+
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "evil.bin"
+    torch.save(
+        {"model": {"payload": Payload(marker)}, "epoch": 1},
+        ckpt,
+        _use_new_zipfile_serialization=zipped,
+    )
+    made = sorted(tmp_path.iterdir())
+    with pytest.raises(UnsafeCheckpointError) as e:
+        load_model("timm:test_resnet", checkpoint=ckpt, device="cpu")
+    msg = str(e.value)
+    assert isinstance(e.value, SeewhyError) and "\n" not in msg
+    assert "evil.bin" in msg and re.search(r"it needs [\w.]+\)", msg)  # the global it wanted
+    assert "trust_checkpoint=True" in msg and "--trust-checkpoint" in msg
+    assert not marker.exists() and sorted(tmp_path.iterdir()) == made
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".bin", ".safetensors"])
+def test_nested_prefixed_checkpoints_round_trip_through_load_model(
+    tmp_path: Path, suffix: str
+) -> None:
+    import timm
+
+    from seewhy import load_model
+
+    torch.manual_seed(3)
+    ref = timm.create_model("test_resnet", pretrained=False, num_classes=2).eval()
+    sd = prefixed(ref.state_dict(), "_orig_mod.module.")
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".safetensors":
+        save_file(sd, str(path), metadata={"num_classes": "2", "val_acc": "0.9"})
+    else:
+        torch.save({"model_state_dict": sd, "num_classes": 2, "val_acc": 0.9}, path)
+    m = load_model("timm:test_resnet", checkpoint=path, device="cpu")
+    assert m.num_outputs == 2 and m.metadata["val_acc"] == pytest.approx(0.9)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(m.module(x), ref(x))
+    assert same(m.module.state_dict(), ref.state_dict())
