@@ -81,3 +81,31 @@ def test_output_tensor_unwraps_common_containers() -> None:
     assert output_tensor(HF()) is OUT
     assert output_tensor({"logits": OUT}) is OUT
     assert output_tensor((OUT, None)) is OUT
+
+
+def test_regression_all_plus_value_and_integer_outputs() -> None:
+    out = torch.tensor([[1.0, 10.0, -3.0], [2.0, 20.0, -6.0]])
+    names = ["price", "rent", "tax"]
+    ts = parse_target("all", task="regression", labels=names)
+    assert [t.name for t in ts] == names
+    assert [t(out).tolist() for t in ts] == [[1.0, 2.0], [10.0, 20.0], [-3.0, -6.0]]
+    (plus,) = parse_target("+value", task="regression", labels=names)
+    assert plus.name == "price" and plus(out).tolist() == [1.0, 2.0]
+    (two,) = parse_target(2, task="regression", labels=names)
+    assert two.name == "tax" and two(out).tolist() == [-3.0, -6.0]
+    (neg,) = parse_target("-2", task="regression")
+    assert neg.name == "-2" and neg(out).tolist() == [3.0, 6.0]
+    (pred,) = parse_target("pred", task="regression", labels=names)
+    assert pred(out).tolist() == [1.0, 2.0]  # pred of a regressor: its (first) output
+    with pytest.raises(TargetError, match="did you mean 'rent'"):
+        parse_target("rnet", task="regression", labels=names)
+    with pytest.raises(TargetError, match="out of range"):
+        parse_target(5, task="regression")[0](out)
+
+
+def test_ready_targets_pass_through_and_gradients_flow() -> None:
+    t = RegressionTarget(output=1, sign=-1)
+    assert parse_target(t) == [t]
+    out = OUT.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(t(out).sum(), out)
+    assert g.tolist() == [[0.0, -1.0, 0.0], [0.0, -1.0, 0.0]]

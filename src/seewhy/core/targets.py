@@ -169,9 +169,9 @@ def parse_target(
     names = list(labels or [])
     regression = task == "regression"
     if isinstance(spec, int):
-        return [
-            RegressionTarget(output=spec) if regression else ClassTarget(spec, _at(names, spec))
-        ]
+        if regression:
+            return [RegressionTarget(output=spec, output_name=_at(names, spec))]
+        return [ClassTarget(spec, _at(names, spec))]
     text = str(spec).strip()
     key = text.lower()
     if key == "all":
