@@ -174,3 +174,32 @@ def test_layers_of_a_loaded_model_use_its_input_size() -> None:
     rows = layers(model)
     assert (rows[-1].name, rows[-1].shape) == ("layer4", (1, 96, 5, 5))
     assert [r.name for r in rows if r.name.startswith("layer")][:1] == ["layer1.0.conv1"]
+
+
+def test_auto_layer_on_a_torchvision_vit_reads_the_last_blocks_tokens() -> None:
+    # torchvision's ViT: a conv patch embedding (the last 4-D output) then class-token blocks
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+        num_classes=3,
+    ).eval()
+    nn.init.normal_(model.heads.head.weight)  # torchvision starts the head at zero
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    layer = "encoder.layers.encoder_layer_1.ln_1"
+    (e,) = explain(model, x, ["gradcam"], target=2)
+    assert e.layer == layer and tuple(e.extras["low_res"].shape) == (2, 4, 4)
+    assert (e.map.flatten(1).amax(1) > 0).all()
+    module = dict(model.named_modules())[layer]
+    reshape = lambda t: t[:, 1:, :].reshape(t.shape[0], 4, 4, t.shape[2]).permute(0, 3, 1, 2)  # noqa: E731
+    with PeerGradCAM(model=model, target_layers=[module], reshape_transform=reshape) as cam:
+        ref = torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(2)] * 2))
+    for i in range(2):
+        r = torch.corrcoef(torch.stack([e.normalized()[i].flatten(), ref[i].flatten()]))[0, 1]
+        assert r > 0.99

@@ -167,12 +167,18 @@ def list_layers(model: nn.Module, example: Tensor | None = None) -> list[LayerIn
     ]
 
 
+# Names of the norm before a transformer block's attention (timm, torchvision, Hugging Face).
+PRE_ATTENTION_NORMS = ("norm1", "ln1", "ln_1", "layernorm_before")
+
+
 def auto_layer(model: nn.Module, example: Tensor | None = None) -> LayerSpec:
     """The last spatial feature layer.
 
     timm models: their ``feature_info`` (the last stage; for class-token ViTs the input of the
     last block's attention). Others: a dry run, taking the last module to finish whose output is
-    a spatial map (``h, w > 1``), else a square grid of tokens.
+    a spatial map (``h, w > 1``), else a square grid of tokens; where token layers follow the
+    last map (a ViT with a convolutional stem), the norm before the last block's attention
+    (``norm1``, ``ln_1``, ``ln1``, ``layernorm_before``).
     """
     name = _timm_auto(model)
     if name is not None and name in dict(model.named_modules()):
@@ -181,6 +187,17 @@ def auto_layer(model: nn.Module, example: Tensor | None = None) -> LayerSpec:
     four_d = [r for r in rows if r.spatial and len(r.shape) == 4]
     tokens = [r for r in rows if r.spatial and len(r.shape) == 3]
     pick = four_d or tokens
+    # A transformer with a convolutional patch embedding (torchvision's ViT): its last 4-D
+    # output is the stem. Read the tokens entering the last block's attention instead (after
+    # the last block only the class token may reach the head: patch tokens get no gradient).
+    last_map = rows.index(four_d[-1]) if four_d else -1
+    pre_attention = [
+        r
+        for r in tokens[::-1]
+        if rows.index(r) > last_map and r.name.rsplit(".", 1)[-1] in PRE_ATTENTION_NORMS
+    ]
+    if pre_attention:
+        pick = pre_attention[:1]
     if not pick:
         raise MethodNotApplicableError(
             f"{type(model).__name__} has no layer with a spatial output (every module outputs "
