@@ -243,9 +243,10 @@ def test_half_precision_models_give_float32_maps_for_every_cam(
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_maps_equal_cpu_maps(small_cnn: nn.Module, images: torch.Tensor) -> None:
-    cpu = explain(small_cnn, images, CAMS)
+    # Score-CAM in float32 on both sides: precision="auto" would pick bfloat16 where native.
+    cpu = explain(small_cnn, images, CAMS, precision="float32")
     gpu_model = copy.deepcopy(small_cnn).cuda()
-    gpu = explain(gpu_model, images.cuda(), CAMS)
+    gpu = explain(gpu_model, images.cuda(), CAMS, precision="float32")
     for a, b in zip(cpu, gpu, strict=True):
         assert b.map.device.type == "cuda"
         torch.testing.assert_close(a.map, b.map.cpu(), atol=1e-4, rtol=1e-3)
