@@ -69,20 +69,33 @@ def explain(
         ),
     ] = "gradcam",
     target: Annotated[
-        str, typer.Option(help="pred, a class index or label, value, -value (regression).")
+        str,
+        typer.Option(
+            help="pred, a class index or label, true (a manifest's --target-col), "
+            "value or -value (regression: what raises / lowers the output)."
+        ),
     ] = "pred",
     layer: Annotated[
         str | None, typer.Option(help="CAM layer (module name); default auto.")
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("seewhy-out"),
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 8,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            help="Inputs per forward pass of methods that run many (Score-CAM's masked "
+            "copies); each image is explained on its own."
+        ),
+    ] = 8,
     seed: Annotated[int, typer.Option(help="Seed for --sample and random methods.")] = 0,
     data: Annotated[
         Path | None, typer.Option(help="A manifest (CSV/Parquet) instead of IMAGEs.")
     ] = None,
     sample: Annotated[int | None, typer.Option(help="N random manifest rows (seeded).")] = None,
-    id_col: Annotated[str, typer.Option(help="Manifest id column.")] = "id",
+    id_col: Annotated[
+        str | None,
+        typer.Option(help="Manifest id column [default: id if present, else the file stem]."),
+    ] = None,
     image_col: Annotated[str, typer.Option(help="Manifest image column.")] = "image_path",
     target_col: Annotated[
         str | None, typer.Option(help="Manifest column with the true label (for --target true).")
@@ -101,9 +114,12 @@ def explain(
 ) -> None:
     """Explain images with one or more models: maps, figures, summary.json and report.html.
 
-    Example:
+    Examples:
 
-        seewhy explain xray1.png xray2.png -m convnext.toml -m effnet.toml --method gradcam,scorecam
+    \b
+      seewhy explain xray1.png xray2.png -m convnext.toml -m effnet.toml --method gradcam,scorecam
+      seewhy explain xray1.png -m timm:resnet50 --checkpoint best.pth --labels normal,fracture
+      seewhy explain --data cases.csv --sample 20 --seed 1 -m convnext.toml --out review
     """
 
     def work() -> int:
@@ -113,6 +129,19 @@ def explain(
 
         if images and data:
             raise _usage("give IMAGE paths or --data MANIFEST, not both")
+        if not data:
+            given = [
+                flag
+                for flag, value in (
+                    ("--sample", sample),
+                    ("--id-col", id_col),
+                    ("--target-col", target_col),
+                    ("--image-col", None if image_col == "image_path" else image_col),
+                )
+                if value is not None
+            ]
+            if given:
+                raise _usage(f"{given[0]} reads a manifest: pass --data MANIFEST with it")
         samples = (
             from_manifest(
                 data,
@@ -164,9 +193,11 @@ def layers(
 ) -> None:
     """List the layers a CAM can read, with output shapes; the auto choice is marked.
 
-    Example:
+    Examples:
 
-        seewhy layers timm:convnext_tiny
+    \b
+      seewhy layers timm:convnext_tiny
+      seewhy layers convnext.toml --all
     """
 
     def work() -> None:
@@ -195,7 +226,8 @@ def report(
 
     Example:
 
-        seewhy report seewhy-out
+    \b
+      seewhy report seewhy-out
     """
 
     def work() -> None:
@@ -220,7 +252,8 @@ def demo(
 
     Example:
 
-        seewhy demo --out seewhy-demo
+    \b
+      seewhy demo --out seewhy-demo
     """
 
     def work() -> int:
@@ -236,8 +269,27 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Console entry point."""
-    return app(args=argv if argv is not None else sys.argv[1:], prog_name="seewhy")
+    """Console entry point. A bad flag or argument is one line on stderr and exit code 2."""
+    try:  # typer >= 0.26 carries its own copy of click
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        from click import exceptions as cx  # type: ignore[no-redef]
+
+    args = argv if argv is not None else sys.argv[1:]
+    try:
+        code = app(args=args, prog_name="seewhy", standalone_mode=False)
+    except cx.NoArgsIsHelpError as exc:  # `seewhy` alone: the overview
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        code = 0
+    except cx.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "seewhy"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        typer.echo(f"seewhy: error: {message}; see `{where} --help`", err=True)
+        code = 2
+    except typer.Abort:
+        typer.echo("seewhy: interrupted", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def read_table(path: Path) -> list[dict[str, Any]]:
 def from_manifest(
     path: str | Path,
     *,
-    id_col: str = "id",
+    id_col: str | None = None,
     image_col: str = "image_path",
     target_col: str | None = None,
     text_col: str | None = None,
@@ -95,7 +95,12 @@ def from_manifest(
     """Samples from a manifest; relative paths are relative to the manifest's folder.
 
     Args:
+        id_col: the id column; by default ``id`` when the manifest has one, else each image's
+            file stem. A column named here must exist.
         sample: if given, that many rows drawn at random (seeded by ``seed``), in file order.
+
+    Raises:
+        UsageError: a missing manifest, no rows, a named column it lacks, ``sample < 1``.
     """
     path = Path(path)
     rows = read_table(path)
@@ -103,6 +108,7 @@ def from_manifest(
         raise UsageError(f"manifest {path} has no rows")
     columns = list(rows[0])
     for flag, col in (
+        ("--id-col", id_col),
         ("--image-col", image_col),
         ("--target-col", target_col),
         ("--text-col", text_col),
@@ -119,6 +125,7 @@ def from_manifest(
         keep = sorted(random.Random(seed).sample(range(len(rows)), min(sample, len(rows))))
         rows = [rows[i] for i in keep]
     base = path.parent
+    id_col = id_col or "id"
 
     def resolve(value: Any) -> str | None:
         if value is None or str(value).strip() == "":

@@ -164,12 +164,21 @@ def run_explain(
     run goes on. A rerun with the same ``out`` skips finished (sample, model, method) results.
     """
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from seewhy.jobs.explain import resolve_methods
 
     console = console or Console(stderr=True)
     resolve_methods(opts.methods, opts.layer)  # unknown methods fail before any model loads
+    if opts.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {opts.batch_size}")
     if not samples:
         raise UsageError("no images to explain: pass IMAGE paths or --data MANIFEST")
     models = load_models(model_specs, opts)
@@ -179,24 +188,27 @@ def run_explain(
     summary = out.load_summary()
     finished = done_results(summary, out.root)
     for m in models:
-        _upsert(summary["models"], m.describe(), "name")
+        _upsert(summary["models"], describe_model(m), "name")
     errors: list[dict[str, Any]] = []
-    with Progress(console=console, transient=True, disable=not opts.progress) as bar:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True, disable=not opts.progress) as bar:
         task = bar.add_task("explaining", total=len(samples))
         for sample in samples:
+            bar.update(task, description=f"explaining {sample.id}")  # ids are markup-safe
             try:
                 _explain_sample(sample, models, opts, out, summary, finished)
             except SeewhyError as exc:
-                errors.append({"id": sample.id, "path": sample.image_path, "reason": str(exc)})
-            except (RuntimeError, ValueError, OSError) as exc:
-                # A model that crashes on one input must not end the whole run.
-                errors.append(
-                    {
-                        "id": sample.id,
-                        "path": sample.image_path,
-                        "reason": f"{type(exc).__name__}: {exc}",
-                    }
-                )
+                errors.append(_error(sample, str(exc)))
+            except Exception as exc:
+                # A model that crashes on one input (user code can raise anything) must not
+                # end the whole run: the sample is recorded, with the exception's type.
+                errors.append(_error(sample, f"{type(exc).__name__}: {exc}"))
             out.save_summary(summary)
             bar.advance(task)
     out.write_errors(errors)
@@ -205,6 +217,58 @@ def run_explain(
 
         render_report(out.root)
     return RunOutcome(summary=summary, failed=len(errors), out=out.root)
+
+
+MAX_REASON = 600
+"""Characters of an errors.jsonl reason (a long traceback-like message is cut)."""
+
+
+def _error(sample: Sample, reason: str) -> dict[str, Any]:
+    """An errors.jsonl entry; the reason on one line (torch's messages span several)."""
+    text = " ".join(reason.split()) or "unknown error"
+    if len(text) > MAX_REASON:
+        text = text[: MAX_REASON - 3] + "..."
+    return {"id": sample.id, "path": sample.image_path, "reason": text}
+
+
+def describe_model(model: Model) -> dict[str, Any]:
+    """The ``models[]`` entry: the model's description plus the scalar metadata its checkpoint
+    recorded (accuracy, epoch ...), so the report can show it."""
+    entry = model.describe()
+    meta = {
+        str(k): v
+        for k, v in model.metadata.items()
+        if isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) < 200)
+    }
+    if meta:
+        entry["metadata"] = meta
+    return entry
+
+
+def _request(sample: Sample, model: Model, opts: ExplainOptions) -> dict[str, Any]:
+    """What a (sample, model) result was computed from. A rerun reuses finished results only
+    when this is unchanged: another --target, layer, checkpoint or image file recomputes."""
+    d = model.describe()
+    return {
+        "target": opts.target.strip(),
+        "sample_target": sample.target,
+        "image": _stamp(sample.image_path),
+        "model": [d.get("arch"), d.get("task"), d.get("labels"), d.get("layer")],
+        "checkpoint": _stamp(d.get("checkpoint")),
+    }
+
+
+def _stamp(path: Any) -> list[Any] | None:
+    """A file's path, size and modification time (None when there is no such file)."""
+    import os
+
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [str(path), None, None]
+    return [str(path), st.st_size, st.st_mtime_ns]
 
 
 def _explain_sample(
@@ -326,11 +390,14 @@ def _explain_with(
     from seewhy.jobs.explain import explain
     from seewhy.render.figures import explanation_figure
 
+    request = _request(sample, model, opts)
     old = next(
         (r for r in summary["results"] if r["sample"] == sample.id and r["model"] == model.name),
         None,
     )
-    todo = [m for m in opts.methods if (sample.id, model.name, m) not in finished]
+    if old is not None and old.get("request") != request:
+        old = None  # computed from another target, checkpoint, layer or image: redo it all
+    todo = [m for m in opts.methods if old is None or (sample.id, model.name, m) not in finished]
     maps: dict[str, np.ndarray] = {}
     if old is not None and not todo:
         for a in old["attributions"]:
@@ -400,6 +467,7 @@ def _explain_with(
         "prediction": pred,
         "explained": explained,
         "attributions": attributions,
+        "request": request,
     }
     _upsert(summary["results"], entry, "sample", "model")
     return entry, maps
