@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,7 +79,7 @@ def test_two_models_two_images_three_methods(project: Path) -> None:
         with Image.open(out / "figures" / sid / "comparison.png") as fig:
             assert fig.size[1] > 0
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 2 * 2 * 3
+    assert len(re.findall(r"data:image/(?:png|webp);base64,", html)) == 2 * 2 * 3 + 2
     assert "http://" not in html and "https://" not in html
     assert not (out / "errors.jsonl").exists()
     assert "agreement" in run.stdout.lower()

@@ -221,3 +221,43 @@ def test_a_folder_without_a_valid_summary_is_a_typed_error(tmp_path: Path) -> No
     with pytest.raises(UsageError, match="schema 'other/2', expected 'seewhy/1'"):
         render_report(tmp_path)
     assert not (tmp_path / "report.html").exists()
+
+
+def test_noisy_figures_go_in_as_webp_and_flat_ones_stay_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    # an X-ray-like texture (a gradient with grain) that PNG cannot pack
+    grain = np.linspace(40, 200, 400)[None, :] + rng.normal(0, 12, (300, 400))
+    noisy = np.clip(grain, 0, 255).astype(np.uint8)[..., None].repeat(3, axis=2)
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    flat = np.zeros((300, 400, 3), np.uint8)
+    flat[100:200, 50:350] = (200, 30, 30)  # a chart-like figure: PNG packs it well
+    Image.fromarray(flat).save(tmp_path / "flat.png")
+    (tmp_path / "figures/s1").mkdir(parents=True)
+    (tmp_path / "noisy.png").rename(tmp_path / "figures/s1/m__gradcam.png")
+    (tmp_path / "flat.png").rename(tmp_path / "figures/s1/m__eigencam.png")
+    data = summary(
+        samples=[{"id": "s1", "image_path": "s1.png"}],
+        results=[
+            {
+                "sample": "s1",
+                "model": "m",
+                "attributions": [
+                    {"method": "gradcam", "figure": "figures/s1/m__gradcam.png"},
+                    {"method": "eigencam", "figure": "figures/s1/m__eigencam.png"},
+                ],
+            }
+        ],
+    )
+    html = write(tmp_path, data)
+    webps = re.findall(r"data:image/webp;base64,([A-Za-z0-9+/=]+)", html)
+    assert len(webps) == 1 and inlined(html) == [
+        (tmp_path / "figures/s1/m__eigencam.png").read_bytes()
+    ]
+    packed = base64.b64decode(webps[0])
+    assert len(packed) < (tmp_path / "figures/s1/m__gradcam.png").stat().st_size / 2
+    import io
+
+    with Image.open(io.BytesIO(packed)) as img:
+        shown = np.asarray(img.convert("RGB")).astype(float)
+    assert shown.shape == noisy.shape
+    assert np.abs(shown - noisy).mean() < 8  # lossy, but the same picture (grain sd 12)
