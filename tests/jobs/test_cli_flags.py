@@ -280,3 +280,38 @@ def test_regression_figures_get_what_raises_and_what_lowers(
         saved = np.load(project / f"out{target}" / res["attributions"][0]["map"])
         want = up if target == "value" else down  # the saved map is the explained target's
         assert same_map(saved, want.map[0].numpy())
+
+
+def test_comparison_text_says_the_predictions_once_then_a_line_per_method(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import seewhy.render.figures as figures
+
+    texts: list[str] = []
+    real = figures.comparison_figure
+
+    def spy(path: Any, **kwargs: Any) -> Any:
+        texts.append(kwargs["agreement"])
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(figures, "comparison_figure", spy)
+    opts = ExplainOptions(
+        out=project / "out", methods=["gradcam", "eigencam"], progress=False, report=False
+    )
+    cards = [str(project / "small.toml"), str(project / "wide.toml")]
+    outcome = run_explain(from_paths([project / "img0.png"]), cards, opts)
+    assert outcome.exit_code == 0
+    (text,) = texts
+    summary = summary_of(project / "out")
+    small, wide = (r["prediction"]["label"] for r in summary["results"])
+    head, *methods = text.split("\n")
+    if small == wide:
+        assert head == f"both models predict {small}"
+    else:
+        assert head == f"models disagree: small says {small}, wide says {wide}"
+    by_method = {a["method"]: a for a in summary["agreement"]}
+    assert methods == [
+        f"{m}: rank correlation {by_method[m]['rank_correlation']:.2f}, "
+        f"top-10% IoU {by_method[m]['top_iou']:.2f}"
+        for m in ("gradcam", "eigencam")
+    ]

@@ -297,16 +297,22 @@ def _explain_sample(
         return
     rows, lines = [], []
     for a, b in itertools.combinations(models, 2):
+        ea, ma = per_model[a.name]
+        eb, mb = per_model[b.name]
+        metrics = []
         for method in opts.methods:
-            ea, ma = per_model[a.name]
-            eb, mb = per_model[b.name]
             if method not in ma or method not in mb:
                 continue
             agreement = _agreement(
                 sample.id, a.name, b.name, method, ea, eb, ma[method], mb[method]
             )
             _upsert(summary["agreement"], agreement, "sample", "models", "method")
-            lines.append(_agreement_line(agreement, ea, eb))
+            metrics.append(
+                f"{method}: rank correlation {agreement['rank_correlation']:.2f}, "
+                f"top-10% IoU {agreement['top_iou']:.2f}"
+            )
+        if metrics:
+            lines += [_pair_line(a.name, b.name, ea, eb, len(models) > 2), *metrics]
     for model in models:
         entry, maps = per_model[model.name]
         pred = entry["prediction"]
@@ -321,7 +327,7 @@ def _explain_sample(
         path,
         image=image,
         rows=rows,
-        agreement="\n".join(dict.fromkeys(lines)),
+        agreement="\n".join(lines),
         grayscale=decoded.grayscale,
     )
     for a in summary["agreement"]:
@@ -356,21 +362,16 @@ def _agreement(
     }
 
 
-def _agreement_line(ag: dict[str, Any], ea: dict[str, Any], eb: dict[str, Any]) -> str:
-    a, b = ag["models"]
+def _pair_line(a: str, b: str, ea: dict[str, Any], eb: dict[str, Any], named: bool) -> str:
+    """What two models predict, in words (prefixed with their names when there are more)."""
     pa, pb = ea["prediction"], eb["prediction"]
-    if "label" in pa:
-        head = (
-            f"both models predict {pa['label']}"
-            if ag["same_prediction"]
-            else f"models disagree: {a} says {pa['label']}, {b} says {pb['label']}"
-        )
+    if "label" not in pa:
+        return f"{a}: {pa['value']:.4g}, {b}: {pb['value']:.4g}"
+    if pa.get("label") == pb.get("label"):
+        head = f"both predict {pa['label']}" if named else f"both models predict {pa['label']}"
     else:
-        head = f"{a}: {pa['value']:.4g}, {b}: {pb['value']:.4g}"
-    return (
-        f"{head}; {ag['method']}: rank correlation {ag['rank_correlation']:.2f}, "
-        f"top-10% IoU {ag['top_iou']:.2f}"
-    )
+        head = f"models disagree: {a} says {pa['label']}, {b} says {pb['label']}"
+    return f"{a} vs {b}: {head}" if named and not head.startswith("models") else head
 
 
 def _explain_with(
