@@ -1,44 +1,70 @@
-"""The short console summary after a run (a rich table)."""
+"""The short console summary after a run (rich tables)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+MAX_ROWS = 40
+"""Rows per console table; a longer run says how many more there are (all are in the report)."""
 
-def print_summary(summary: dict[str, Any], out: Path, failed: int) -> None:
-    """Predictions per sample and model, the agreement lines, and where the files are."""
+
+def print_summary(
+    summary: dict[str, Any], out: Path, failed: int, console: Any | None = None
+) -> None:
+    """Predictions per sample and model, the agreement between models, and where the files are.
+
+    Args:
+        summary: the run's summary.json content.
+        out: the output folder.
+        failed: how many samples failed (listed in errors.jsonl).
+        console: a ``rich.console.Console`` (default: standard output).
+    """
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    table = Table(title="seewhy: predictions", show_lines=False)
-    table.add_column("sample")
-    table.add_column("model")
-    table.add_column("prediction")
-    table.add_column("explained")
-    for r in summary.get("results", []):
+    console = console or Console()
+    results = summary.get("results", [])
+    table = Table(title="seewhy: predictions")
+    for col in ("sample", "model", "prediction", "explained"):
+        table.add_column(col)
+    for r in results[:MAX_ROWS]:
         p = r.get("prediction", {})
         pred = f"{p['label']} ({p['score']:.2f})" if "label" in p else f"{p.get('value', 0):.4g}"
         table.add_row(str(r["sample"]), str(r["model"]), pred, str(r.get("explained", "")))
     console.print(table)
+    _more(console, len(results), out)
     agreement = summary.get("agreement", [])
     if agreement:
         # One row per sample and model pair; methods side by side (rank correlation / IoU).
         methods = list(dict.fromkeys(str(a.get("method", "")) for a in agreement))
-        t = Table(title="agreement between models (rank correlation / top-10% IoU)")
-        for col in ("sample", "models", "same prediction", *methods):
-            t.add_column(col)
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         for a in agreement:
             key = (str(a["sample"]), " vs ".join(a["models"]))
             row = rows.setdefault(key, {"same": a["same_prediction"]})
             row[str(a.get("method", ""))] = f"{a['rank_correlation']:.2f} / {a['top_iou']:.2f}"
-        for (sample, pair), row in rows.items():
-            t.add_row(
-                sample, pair, "yes" if row["same"] else "NO", *[row.get(m, "-") for m in methods]
-            )
+        pairs = list(dict.fromkeys(pair for _, pair in rows))
+        title = "agreement between models (rank correlation / top-10% IoU)"
+        if len(pairs) == 1:  # one pair: name it in the title, not on every row
+            title = f"agreement, {pairs[0]} (rank correlation / top-10% IoU)"
+        t = Table(title=title)
+        t.add_column("sample")
+        if len(pairs) > 1:
+            t.add_column("models")
+        t.add_column("same pred.", no_wrap=True)
+        for m in methods:
+            t.add_column(m, no_wrap=True)
+        for (sample, pair), row in list(rows.items())[:MAX_ROWS]:
+            cells = [sample, *([pair] if len(pairs) > 1 else [])]
+            cells += ["yes" if row["same"] else "NO", *[row.get(m, "-") for m in methods]]
+            t.add_row(*cells)
         console.print(t)
+        _more(console, len(rows), out)
     console.print(f"report: {out / 'report.html'}")
     if failed:
         console.print(f"[yellow]{failed} sample(s) failed; see {out / 'errors.jsonl'}[/yellow]")
+
+
+def _more(console: Any, rows: int, out: Path) -> None:
+    if rows > MAX_ROWS:
+        console.print(f"... and {rows - MAX_ROWS} more rows in {out / 'report.html'}")
