@@ -333,10 +333,16 @@ def verdicts(rows: list[Row]) -> list[str]:
             ratio = float(r.ratio.split("x")[0])
             ok = "met" if ratio <= TARGETS[r.contender] else "MISSED"
             out.append(f"- {r.model}, {r.contender}: {ratio:.2f}x <= {TARGETS[r.contender]}x {ok}")
-        elif r.contender == "seewhy scorecam" or r.contender.startswith("seewhy scorecam "):
+        elif r.contender.startswith("seewhy scorecam (default"):
             ratio = float(r.ratio.split("x")[0])
             ok = "met" if ratio >= SCORECAM_SPEEDUP else "MISSED"
             out.append(f"- {r.contender}: {ratio:.2f}x faster >= {SCORECAM_SPEEDUP}x {ok}")
+        elif r.contender.startswith("seewhy scorecam "):
+            ratio = float(r.ratio.split("x")[0])
+            out.append(
+                f"- {r.contender}: {ratio:.2f}x faster (the exact option, for comparison; the "
+                "target is for the default)"
+            )
     return out
 
 

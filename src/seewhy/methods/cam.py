@@ -383,8 +383,8 @@ class ScoreCAM(CAM):
     channel scores come from those forwards; the activations, the softmax and the map stay
     float32. The maps then agree with exact float32 ones at Pearson r >= 0.999 (r >= 0.99 is
     tested): on the bundled demo models the largest difference was 4.4% of a map's peak. That
-    is what makes Score-CAM 2.3x (one thread) to 3.1x (two threads) faster than
-    pytorch-grad-cam's at equal batch on that CPU, against 1.4x to 1.5x in float32.
+    is what makes Score-CAM 2.3x (one thread, busy machine) to 3.1x-4.1x (two threads, idle)
+    faster than pytorch-grad-cam's at equal batch on that CPU, against 1.4x to 2.1x in float32.
     ``precision="float32"`` keeps every forward in the model's own precision: maps equal to the
     plain computation up to float rounding, the same on every machine. The precision used is
     recorded as ``params["forward_dtype"]``.
