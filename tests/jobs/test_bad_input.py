@@ -9,26 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_runner import invoke
 from PIL import Image
-from typer.testing import CliRunner
 
-from seewhy.cli import app
 from seewhy.data.output import validate_summary
-
-runner = CliRunner()
-
-
-def invoke(*args: str, cwd: Path) -> tuple[int, str]:
-    import os
-
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        result = runner.invoke(app, list(args))
-    finally:
-        os.chdir(old)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
 
 
 def _no_temp_files(out: Path) -> None:
@@ -68,7 +52,7 @@ def make_bad_and_odd_images(d: Path) -> dict[str, bool]:
 def test_bad_images_are_reported_per_sample_and_the_rest_finish(project: Path) -> None:
     expected = make_bad_and_odd_images(project)
     code, output = invoke(
-        "explain", *expected, "-m", "small.toml", "--out", "out", "--quiet", cwd=project
+        project, "explain", *expected, "-m", "small.toml", "--out", "out", "--quiet"
     )
     assert code == 1, output
     out = project / "out"
@@ -89,6 +73,7 @@ def test_nan_output_is_a_per_sample_error(project: Path, card_writer: Any) -> No
     card_writer(project / "broken.toml", "broken", "nan_on_bright", None)
     Image.fromarray(np.full((30, 30, 3), 255, np.uint8)).save(project / "white.png")
     code, _ = invoke(
+        project,
         "explain",
         "img0.png",
         "white.png",
@@ -97,7 +82,6 @@ def test_nan_output_is_a_per_sample_error(project: Path, card_writer: Any) -> No
         "--out",
         "out",
         "--quiet",
-        cwd=project,
     )
     assert code == 1
     (err,) = [json.loads(x) for x in (project / "out" / "errors.jsonl").read_text().splitlines()]
@@ -116,7 +100,7 @@ def test_nan_output_is_a_per_sample_error(project: Path, card_writer: Any) -> No
 )
 def test_usage_errors_are_one_line_exit_2(project: Path, args: list[str], needle: str) -> None:
     code, output = invoke(
-        "explain", "img0.png", "-m", "small.toml", "--out", "out", "--quiet", *args, cwd=project
+        project, "explain", "img0.png", "-m", "small.toml", "--out", "out", "--quiet", *args
     )
     assert code == 2
     lines = [line for line in output.splitlines() if line.strip()]
@@ -128,7 +112,7 @@ def test_usage_errors_are_one_line_exit_2(project: Path, args: list[str], needle
 def test_checkpoint_for_another_architecture(project: Path, card_writer: Any) -> None:
     # wide.safetensors holds 12-channel weights; the small factory builds 8 channels
     card_writer(project / "mixed.toml", "mixed", "small", "wide.safetensors")
-    code, output = invoke("explain", "img0.png", "-m", "mixed.toml", "--quiet", cwd=project)
+    code, output = invoke(project, "explain", "img0.png", "-m", "mixed.toml", "--quiet")
     assert code == 2
     (line,) = [x for x in output.splitlines() if x.strip()]
     assert "wide.safetensors" in line and "shape" in line
@@ -138,7 +122,7 @@ def test_wrong_num_classes(project: Path, card_writer: Any) -> None:
     card = project / "three.toml"
     card_writer(card, "three", "small", "small.safetensors")
     card.write_text(card.read_text().replace('["normal", "fracture"]', '["a", "b", "c"]'))
-    code, output = invoke("explain", "img0.png", "-m", "three.toml", "--quiet", cwd=project)
+    code, output = invoke(project, "explain", "img0.png", "-m", "three.toml", "--quiet")
     assert code == 2
     (line,) = [x for x in output.splitlines() if x.strip()]
     assert "fc.weight" in line

@@ -14,27 +14,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cli_runner import invoke
 from rich.console import Console
-from typer.testing import CliRunner
 
 from seewhy import explain, load_model
-from seewhy.cli import app, main
+from seewhy.cli import main
 from seewhy.data.output import validate_summary
 from seewhy.data.samples import from_paths
 from seewhy.jobs.workflow import ExplainOptions, run_explain
-
-runner = CliRunner()
-
-
-def invoke(cwd: Path, *args: str) -> tuple[int, str]:
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        r = runner.invoke(app, list(args))
-    finally:
-        os.chdir(old)
-    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
-    return r.exit_code, r.output
 
 
 def one_line_error(output: str) -> str:
