@@ -71,3 +71,22 @@ def test_unknown_precision_names_the_choices(resnet: tuple[nn.Module, torch.Tens
     model, x = resnet
     with pytest.raises(UsageError, match=r"precision 'fp8'.*auto.*float32"):
         scorecam(model, x, precision="fp8")
+
+
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "native"),
+    [(True, False, True), (False, True, True), (False, False, False)],
+)
+def test_cpu_bfloat16_counts_only_in_hardware(
+    monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool, native: bool
+) -> None:
+    # oneDNN converts bfloat16 on any AVX-512 CPU (slower than float32 there): not native.
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert cam_module._bf16_native(torch.device("cpu")) is native
+
+
+def test_cuda_bfloat16_needs_ampere(monkeypatch: pytest.MonkeyPatch) -> None:
+    for capability, native in [((7, 5), False), ((8, 0), True), ((9, 0), True)]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d, c=capability: c)
+        assert cam_module._bf16_native(torch.device("cuda")) is native

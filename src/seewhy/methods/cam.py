@@ -295,16 +295,22 @@ def _inference_copy(module: nn.Module, x: Tensor, expected: Tensor) -> nn.Module
 
 
 def _bf16_native(device: Any) -> bool:
-    """Whether bfloat16 matmuls/convolutions run natively (faster than float32) here."""
+    """Whether bfloat16 convolutions and matmuls run in hardware here (faster than float32).
+
+    CUDA: compute capability 8.0 or newer (Ampere on; older GPUs only emulate bfloat16). CPU:
+    AVX-512 BF16 or AMX instructions. oneDNN also "supports" bfloat16 on plain AVX-512 CPUs,
+    by conversion, which is slower than float32 there, so that does not count. Unsure = no.
+    """
     import torch
 
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
+    try:
+        if device.type == "cuda":
+            return torch.cuda.get_device_capability(device) >= (8, 0)
+        if device.type == "cpu":
+            cpu = torch.cpu
+            return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError, AssertionError):
+        return False
     return False
 
 
@@ -378,8 +384,8 @@ class ScoreCAM(CAM):
 
     Precision (deviation from pytorch-grad-cam, which runs the masked forwards in the model's
     dtype). ``precision="auto"`` (default) runs the masked forwards under bfloat16 autocast
-    where the hardware computes bfloat16 natively (CPUs with AVX-512/AMX bfloat16 support,
-    CUDA GPUs that support it) and the model is float32; elsewhere it is ``float32``. Only the
+    where the hardware computes bfloat16 natively (CPUs with AVX-512 BF16 or AMX, CUDA GPUs
+    from Ampere on) and the model is float32; elsewhere it is ``float32``. Only the
     channel scores come from those forwards; the activations, the softmax and the map stay
     float32. The maps then agree with exact float32 ones at Pearson r >= 0.999 (r >= 0.99 is
     tested): on the bundled demo models the largest difference was 4.4% of a map's peak. That
