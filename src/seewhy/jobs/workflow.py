@@ -367,11 +367,11 @@ def _pair_line(a: str, b: str, ea: dict[str, Any], eb: dict[str, Any], named: bo
     pa, pb = ea["prediction"], eb["prediction"]
     if "label" not in pa:
         return f"{a}: {pa['value']:.4g}, {b}: {pb['value']:.4g}"
-    if pa.get("label") == pb.get("label"):
-        head = f"both predict {pa['label']}" if named else f"both models predict {pa['label']}"
-    else:
-        head = f"models disagree: {a} says {pa['label']}, {b} says {pb['label']}"
-    return f"{a} vs {b}: {head}" if named and not head.startswith("models") else head
+    if pa.get("label") != pb.get("label"):
+        return f"models disagree: {a} says {pa['label']}, {b} says {pb['label']}"
+    return (
+        f"{a} vs {b}: both predict {pa['label']}" if named else f"both models predict {pa['label']}"
+    )
 
 
 def _explain_with(

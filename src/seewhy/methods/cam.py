@@ -329,12 +329,10 @@ def _unique_masks(acts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """
     import torch
 
-    flat = acts.flatten(2)
-    lo = flat.amin(dim=2, keepdim=True)
-    span = flat.amax(dim=2, keepdim=True) - lo
+    scaled, span = _min_max(acts.flatten(2), dims=(2,))
     alive = span[..., 0] > 0
     live = alive.nonzero()
-    scaled = ((flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny))[alive]
+    scaled = scaled[alive]
     keys = torch.cat([live[:, :1].to(scaled.dtype), scaled], dim=1)  # masks never cross images
     _, group = torch.unique(keys, dim=0, return_inverse=True)
     order = torch.arange(len(live), device=live.device)
@@ -343,14 +341,19 @@ def _unique_masks(acts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return alive, live[first], group
 
 
-def _masks(acts: Tensor, size: tuple[int, int]) -> Tensor:
-    """Channel grids ``[n, h, w]`` upsampled to ``size`` and min-max scaled to ``[0, 1]``."""
+def _min_max(t: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """``t`` scaled to ``[0, 1]`` over ``dims`` by its exact span (0 where constant), and the
+    span (``dims`` kept as size 1)."""
     import torch
 
-    up = upsample(acts, size)
-    lo = up.amin(dim=(1, 2), keepdim=True)
-    span = up.amax(dim=(1, 2), keepdim=True) - lo
-    return (up - lo) / span.clamp_min(torch.finfo(up.dtype).tiny)
+    lo = t.amin(dim=dims, keepdim=True)
+    span = t.amax(dim=dims, keepdim=True) - lo
+    return (t - lo) / span.clamp_min(torch.finfo(t.dtype).tiny), span
+
+
+def _masks(acts: Tensor, size: tuple[int, int]) -> Tensor:
+    """Channel grids ``[n, h, w]`` upsampled to ``size`` and min-max scaled to ``[0, 1]``."""
+    return _min_max(upsample(acts, size), dims=(1, 2))[0]
 
 
 @register("scorecam")
@@ -400,10 +403,7 @@ class ScoreCAM(CAM):
     precision: str = "auto"
     needs_gradients: ClassVar[bool] = False
 
-    def low_precision(self, x: Tensor) -> bool:
-        """Whether the masked forwards of ``x`` run under bfloat16 autocast."""
-        import torch
-
+    def __post_init__(self) -> None:
         from seewhy.core.errors import UsageError
 
         if self.precision not in ("auto", "float32"):
@@ -411,6 +411,11 @@ class ScoreCAM(CAM):
                 f"scorecam precision '{self.precision}': use auto (bfloat16 masked forwards "
                 "where the hardware runs them natively) or float32 (exact)"
             )
+
+    def low_precision(self, x: Tensor) -> bool:
+        """Whether the masked forwards of ``x`` run under bfloat16 autocast."""
+        import torch
+
         return self.precision == "auto" and x.dtype == torch.float32 and _bf16_native(x.device)
 
     def pass_params(self, p: LayerPass) -> dict[str, Any]:

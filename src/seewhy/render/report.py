@@ -4,7 +4,7 @@ Self-contained: every figure is inlined as a base64 data URI, the CSS is inline,
 script and no external URL, so the file reads the same offline, mailed or archived. A figure
 goes in as its PNG, or as a WebP (quality 90) where that is under half the PNG's size: the
 image panels of noisy scans barely compress losslessly, and the demo's report shrinks from
-27 MB to about 3 MB; the PNGs in ``figures/`` stay as they are.
+27 MB to 4.5 MB; the PNGs in ``figures/`` stay as they are.
 
 Safe: everything that comes from the user or the run (ids, labels, paths, model names, texts,
 reasons) is HTML-escaped, attribute values included; element ids are generated, never taken from
@@ -28,6 +28,7 @@ from seewhy.core.errors import UsageError
 
 SCHEMA = "seewhy/1"
 WEBP_QUALITY = 90
+WEBP_FROM_BYTES = 32_768  # smaller PNGs (charts, tiny figures) go in as they are
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SECTIONS = ("schema", "models", "samples", "results", "agreement", "checks", "cohorts")
 _VERDICTS = ("pass", "warn", "fail")
@@ -550,7 +551,7 @@ def _data_uri(png: bytes) -> str:
     from PIL import Image, features
 
     mime, data = "image/png", png
-    if len(png) > 32_768 and features.check("webp"):
+    if len(png) > WEBP_FROM_BYTES and features.check("webp"):
         with Image.open(io.BytesIO(png)) as img:
             buf = io.BytesIO()
             img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB").save(
