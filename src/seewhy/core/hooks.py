@@ -19,20 +19,56 @@ if TYPE_CHECKING:
 
 @dataclass
 class Captured:
-    """What a capture saw: the layer's last output (``value``) and how often it ran."""
+    """What a capture saw.
+
+    A layer may run more than once in one forward pass (the same module called twice, weights
+    shared across steps or blocks). seewhy explains its LAST call: ``value`` is the last call's
+    output, and with ``leaf=True`` the gradient w.r.t. ``value`` flows through that call only.
+    ``calls`` counts the forward calls, so that methods can report a layer that ran more than
+    once. A recomputation during the backward pass (activation checkpointing) is not a call: it
+    neither counts nor replaces ``value``.
+
+    Attributes:
+        name: the layer's name, for messages.
+        value: the last call's output: a private copy (``leaf=False``), or the fresh leaf that
+            stands for it in the graph (``leaf=True``). ``None`` until the layer runs.
+        calls: how many times the layer ran in the forward passes of the block.
+        leaf: whether the capture made the output a leaf to take gradients w.r.t.
+        grad_enabled: whether autograd was on during the last call (off inside
+            ``torch.no_grad()`` or reentrant activation checkpointing: no gradient reaches it).
+    """
 
     name: str
     value: Tensor | None = None
     calls: int = 0
+    leaf: bool = False
+    grad_enabled: bool = True
 
     def get(self) -> Tensor:
-        """The captured output; a clear error if the layer never ran."""
+        """The captured output; a clear error if the layer never ran, or if it ran where no
+        gradient can reach it and the capture was made for gradients."""
         if self.value is None:
             raise LayerError(
                 f"layer '{self.name}' did not run during the forward pass; pick a layer on the "
                 "path from input to output (see seewhy.layers(model))"
             )
+        if self.leaf and not self.grad_enabled:
+            raise LayerError(
+                f"layer '{self.name}' runs with gradients off (inside torch.no_grad() or "
+                "reentrant activation checkpointing), so no gradient can reach it; pick a layer "
+                "outside that block, checkpoint with use_reentrant=False, or use a gradient-free "
+                "CAM (eigencam, scorecam)"
+            )
         return self.value
+
+
+def _in_backward() -> bool:
+    """Whether the autograd engine is running a backward pass on this thread (as when
+    activation checkpointing recomputes a segment)."""
+    import torch
+
+    probe = getattr(torch._C, "_current_graph_task_id", None)
+    return probe is not None and int(probe()) != -1
 
 
 def _first_tensor(output: Any, name: str) -> Tensor:
@@ -55,20 +91,34 @@ def capture_output(
     """Capture ``layer``'s output during the forward passes run inside the block.
 
     With ``leaf=True`` the output is replaced by a fresh leaf tensor that requires grad (and a
-    clone of it flows on, so in-place ops downstream stay legal). The graph then starts at the
-    layer: ``torch.autograd.grad(score, captured.value)`` costs a backward down to the layer
-    only, and no parameter receives a gradient.
+    clone of it flows on, so in-place ops downstream stay legal and cannot touch the leaf). The
+    graph then starts at the layer: ``torch.autograd.grad(score, captured.value)`` costs a
+    backward down to the layer only, and no parameter receives a gradient.
+
+    With ``leaf=False`` the model runs untouched and ``value`` is a detached copy of the output,
+    so an in-place op after the layer (``F.relu(x, inplace=True)``, ``nn.ReLU(inplace=True)``)
+    cannot change what was captured.
+
+    A layer that runs more than once is read at its LAST call (see :class:`Captured`).
     """
-    cap = Captured(name)
+    cap = Captured(name, leaf=leaf)
 
     def hook(module: nn.Module, args: Any, output: Any) -> Any:
+        import torch
+
         tensor = _first_tensor(output, name)
-        cap.calls += 1
+        recompute = _in_backward()  # checkpointing re-running the layer: not a new call
         if not leaf:
-            cap.value = tensor.detach()
+            if not recompute:
+                cap.calls += 1
+                cap.value = tensor.detach().clone()
             return None
         act = tensor.detach().requires_grad_(True)
-        cap.value = act
+        if not recompute:
+            cap.calls += 1
+            cap.value = act
+            cap.grad_enabled = torch.is_grad_enabled()
+        # The same substitution on a recomputation, so that it rebuilds the graph it replaces.
         flowing = act.clone()
         if isinstance(output, (tuple, list)):
             return type(output)([flowing, *output[1:]])
@@ -83,15 +133,21 @@ def capture_output(
 
 @dataclass
 class ShapeRecord:
-    """Output shapes of named modules in the order their forward calls finished."""
+    """Output shapes of named modules in the order their forward calls finished.
+
+    ``shapes`` holds each module's LAST output shape (first tensor of its output) and ``calls``
+    how many times it ran, whether or not its output was a tensor.
+    """
 
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
 
 
 @contextmanager
 def record_output_shapes(modules: Iterable[tuple[str, nn.Module]]) -> Iterator[ShapeRecord]:
-    """Record each module's output shape (first tensor of its output) during the block."""
+    """Record each module's output shape (first tensor of its output) and its number of calls
+    during the block; a recomputation in the backward pass (checkpointing) is not a call."""
     import torch
 
     record = ShapeRecord()
@@ -99,6 +155,9 @@ def record_output_shapes(modules: Iterable[tuple[str, nn.Module]]) -> Iterator[S
 
     def make(name: str) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if _in_backward():
+                return
+            record.calls[name] = record.calls.get(name, 0) + 1
             out = output
             if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
                 out = out[0]

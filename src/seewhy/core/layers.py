@@ -6,10 +6,16 @@ Layouts handled:
 - ``nhwc``: channels-last outputs (timm Swin, and any model with ``output_fmt == "NHWC"``).
 - ``tokens``: ``[B, N, C]`` transformer tokens (ViT, DeiT, EVA): prefix tokens (class,
   distillation, registers) are dropped and the patch tokens laid out on their grid.
+
+The layout is decided per layer (:func:`detect_layout`), from the output's shape and the
+model's input size: a model-level hint (timm's ``output_fmt``) only breaks ties. Given an
+example input, :func:`resolve_layer` runs the model once to fix the layer's layout, count its
+calls and refuse, up front, a layer whose output is not a spatial map.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,19 +27,82 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
 
+def _grid_fits(a: int, b: int, size: tuple[int, int]) -> bool:
+    """Whether an ``a x b`` grid can be the input ``size`` seen at one stride: each side at most
+    the input's, and ``H / a ~ W / b`` (each side within one cell of the input scaled by the
+    pair's mean stride, which admits the rounding of padded and ceil-mode strides)."""
+    h, w = size
+    if not (1 <= a <= h and 1 <= b <= w):
+        return False
+    stride = (h + w) / (a + b)
+    return abs(h / stride - a) < 1 and abs(w / stride - b) < 1
+
+
+def detect_layout(
+    shape: tuple[int, ...], input_size: tuple[int, int] | None = None, hint: str = "auto"
+) -> str | None:
+    """``"nchw"``, ``"nhwc"`` or ``"tokens"`` for an output of this shape, ``None`` if it has
+    neither 3 nor 4 dimensions.
+
+    3-D outputs are tokens. For 4-D ``[B, d1, d2, d3]``, with the input size ``(H, W)``: the
+    spatial pair is the one whose sizes are proportional to the input's (``H / da ~ W / db``,
+    each at most the input's side). If only ``(d1, d2)`` fits, NHWC; if only ``(d2, d3)``, NCHW.
+    When both or neither fit (``[B, 7, 7, 7]`` on a square input is ambiguous) the ``hint``
+    decides (``"nchw"``/``"nhwc"``, e.g. timm's ``output_fmt``), else NCHW.
+
+    Without an input size: the hint if there is one, else NHWC when ``d1 == d2 != d3`` (a square
+    grid with its channels last) and NCHW otherwise. That guess misreads an NCHW map with as
+    many channels as rows on a non-square grid (``[B, 32, 32, 64]``); pass the input size.
+    """
+    if len(shape) == 3:
+        return "tokens"
+    if len(shape) != 4:
+        return None
+    known = hint if hint in ("nchw", "nhwc") else None
+    d1, d2, d3 = shape[1], shape[2], shape[3]
+    if input_size is None:
+        return known or ("nhwc" if d1 == d2 != d3 else "nchw")
+    nchw, nhwc = _grid_fits(d2, d3, input_size), _grid_fits(d1, d2, input_size)
+    if nhwc and not nchw:
+        return "nhwc"
+    if nchw and not nhwc:
+        return "nchw"
+    return known or "nchw"
+
+
 @dataclass(frozen=True)
 class LayerSpec:
-    """A resolved layer: its name, module and how to read its output as ``[B, C, h, w]``."""
+    """A resolved layer: its name, module and how to read its output as ``[B, C, h, w]``.
+
+    Attributes:
+        name: the module's name in ``model.named_modules()``.
+        module: the module.
+        layout: ``nchw``, ``nhwc`` or ``tokens`` when known (from a dry run, or the model's
+            hints), else ``auto``: decided per output by :func:`detect_layout`.
+        prefix_tokens: class/distillation/register tokens before the patch tokens, if known.
+        grid: the patch grid of a token layer, if known.
+        calls: how many times the layer ran in the dry run's one forward (``1`` when there was
+            none). A layer that runs more than once is explained at its last call.
+        input_size: the ``(H, W)`` of the dry run's input, used to tell NCHW from NHWC.
+        shape: the layer's output shape in the dry run, ``None`` without one.
+    """
 
     name: str
     module: nn.Module
     layout: str = "auto"  # auto | nchw | nhwc | tokens
     prefix_tokens: int | None = None
     grid: tuple[int, int] | None = None
+    calls: int = 1
+    input_size: tuple[int, int] | None = None
+    shape: tuple[int, ...] | None = None
 
-    def to_nchw(self, t: Tensor) -> Tensor:
-        """Reshape a captured output (or its gradient) to ``[B, C, h, w]``."""
-        layout = self.layout_of(t)
+    def to_nchw(self, t: Tensor, input_size: tuple[int, int] | None = None) -> Tensor:
+        """Reshape a captured output (or its gradient) to ``[B, C, h, w]``.
+
+        ``input_size``: the model input's ``(H, W)``, to tell NCHW from NHWC when the layout
+        is not known (see :meth:`layout_of`).
+        """
+        layout = self.layout_of(t, input_size)
         if layout == "nchw":
             return t
         if layout == "nhwc":
@@ -42,12 +111,18 @@ class LayerSpec:
         prefix, (h, w) = self.token_grid(n)
         return t[:, prefix:, :].reshape(b, h, w, c).permute(0, 3, 1, 2)
 
-    def layout_of(self, t: Tensor) -> str:
-        """The layout of a captured output of this layer."""
-        if t.ndim == 4:
-            return "nhwc" if self.layout == "nhwc" else "nchw"
+    def layout_of(self, t: Tensor, input_size: tuple[int, int] | None = None) -> str:
+        """The layout of a captured output of this layer.
+
+        3-D: tokens. 4-D: this layer's layout when known, else :func:`detect_layout` from the
+        shape and ``input_size`` (or the dry run's input size): ambiguous shapes stay NCHW.
+        """
         if t.ndim == 3:
             return "tokens"
+        if t.ndim == 4:
+            if self.layout in ("nchw", "nhwc"):
+                return self.layout
+            return detect_layout(tuple(t.shape), input_size or self.input_size) or "nchw"
         raise MethodNotApplicableError(
             f"layer '{self.name}' outputs a {t.ndim}-D tensor {tuple(t.shape)}, not a spatial "
             "map; CAM methods need a layer with a [B, C, H, W], [B, H, W, C] or [B, tokens, C] "
@@ -83,8 +158,13 @@ def _module_hints(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def get_layer(model: nn.Module, name: str) -> LayerSpec:
-    """The layer called ``name`` (as in ``model.named_modules()``), with its layout hints."""
+def get_layer(model: nn.Module, name: str, example: Tensor | None = None) -> LayerSpec:
+    """The layer called ``name`` (as in ``model.named_modules()``), with its layout hints.
+
+    With an ``example`` input, one dry run (eval mode, no gradients) fixes the layer's layout,
+    output shape and number of calls, and refuses a layer whose output is not a spatial map
+    (:class:`MethodNotApplicableError`), before any work.
+    """
     modules = dict(model.named_modules())
     if name not in modules or name == "":
         near = closest(name, [n for n in modules if n])
@@ -93,7 +173,68 @@ def get_layer(model: nn.Module, name: str) -> LayerSpec:
             f"no layer '{name}' in {type(model).__name__}{hint}. "
             "Run `seewhy layers MODEL` to list the candidates."
         )
-    return LayerSpec(name=name, module=modules[name], **_module_hints(model))
+    spec = LayerSpec(name=name, module=modules[name], **_module_hints(model))
+    return spec if example is None else _measure(model, spec, example)
+
+
+def _input_size(example: Tensor | None) -> tuple[int, int] | None:
+    """The ``(H, W)`` of an image batch ``[B, C, H, W]``; ``None`` for other inputs."""
+    if example is None or getattr(example, "ndim", 0) != 4:
+        return None
+    return int(example.shape[-2]), int(example.shape[-1])
+
+
+def _spatial_layout(
+    shape: tuple[int, ...], spec: LayerSpec, input_size: tuple[int, int] | None
+) -> str | None:
+    """The layout of an output of ``shape`` if it is a spatial map (``h, w > 1``, or tokens on
+    a square grid), else ``None``."""
+    layout = detect_layout(shape, input_size, spec.layout)
+    if layout in ("nchw", "nhwc"):
+        h, w = (shape[1], shape[2]) if layout == "nhwc" else (shape[2], shape[3])
+        return layout if h > 1 and w > 1 else None
+    if layout == "tokens":
+        try:
+            spec.token_grid(shape[1])
+        except MethodNotApplicableError:
+            return None
+        return layout
+    return None
+
+
+def _measure(model: nn.Module, spec: LayerSpec, example: Tensor) -> LayerSpec:
+    """``spec`` with the layout, shape and calls of one dry run on ``example``."""
+    import torch
+
+    from seewhy.core.state import explaining
+
+    with (
+        explaining(model),
+        torch.no_grad(),
+        record_output_shapes([(spec.name, spec.module)]) as rec,
+    ):
+        model(example)
+    calls = rec.calls.get(spec.name, 0)
+    shape = rec.shapes.get(spec.name)
+    if calls == 0:
+        raise LayerError(
+            f"layer '{spec.name}' did not run during the forward pass; pick a layer on the path "
+            "from input to output (see `seewhy layers MODEL`)"
+        )
+    if shape is None:
+        raise LayerError(
+            f"layer '{spec.name}' does not return a tensor; choose a layer whose output is a "
+            "feature map (see `seewhy layers MODEL`)"
+        )
+    size = _input_size(example)
+    layout = _spatial_layout(shape, spec, size)
+    if layout is None:
+        raise MethodNotApplicableError(
+            f"layer '{spec.name}' outputs {shape}, not a spatial map ([B, C, H, W], "
+            "[B, H, W, C] with H, W > 1, or [B, tokens, C]), so CAM methods cannot read it; "
+            "pick a spatial layer from `seewhy layers MODEL`, or use a gradient method"
+        )
+    return dataclasses.replace(spec, layout=layout, calls=calls, input_size=size, shape=shape)
 
 
 def _timm_auto(model: nn.Module) -> str | None:
@@ -128,30 +269,25 @@ def example_input(model: nn.Module, size: tuple[int, int] = (224, 224)) -> Tenso
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """A row of ``seewhy.layers(model)``."""
+    """A row of ``seewhy.layers(model)``.
+
+    ``layout``: how its output reads as a map (``nchw``, ``nhwc``, ``tokens``; ``None`` for
+    outputs with neither 3 nor 4 dimensions). ``calls``: how many times it ran in the forward.
+    """
 
     name: str
     type: str
     shape: tuple[int, ...]
     spatial: bool
-
-
-def _is_spatial(shape: tuple[int, ...], hints: dict[str, Any]) -> bool:
-    if len(shape) == 4:
-        h, w = (shape[1], shape[2]) if hints["layout"] == "nhwc" else (shape[2], shape[3])
-        return h > 1 and w > 1
-    if len(shape) == 3:
-        spec = LayerSpec("", None, **hints)  # type: ignore[arg-type]
-        try:
-            spec.token_grid(shape[1])
-        except MethodNotApplicableError:
-            return False
-        return True
-    return False
+    layout: str | None = None
+    calls: int = 1
 
 
 def list_layers(model: nn.Module, example: Tensor | None = None) -> list[LayerInfo]:
-    """Every named module's output shape from one dry run, in the order the forward finished."""
+    """Every named module's output shape from one dry run, in the order the forward finished.
+
+    Each row's layout is decided from its shape and the example's size (:func:`detect_layout`).
+    """
     import torch
 
     from seewhy.core.state import explaining
@@ -160,11 +296,17 @@ def list_layers(model: nn.Module, example: Tensor | None = None) -> list[LayerIn
     named = [(n, m) for n, m in model.named_modules() if n]
     types = {n: type(m).__name__ for n, m in named}
     hints = _module_hints(model)
+    spec = LayerSpec("", None, **hints)  # type: ignore[arg-type]
+    size = _input_size(x)
     with explaining(model), torch.no_grad(), record_output_shapes(named) as rec:
         model(x)
-    return [
-        LayerInfo(n, types[n], rec.shapes[n], _is_spatial(rec.shapes[n], hints)) for n in rec.order
-    ]
+    rows = []
+    for n in rec.order:
+        shape = rec.shapes[n]
+        spatial = _spatial_layout(shape, spec, size)
+        layout = spatial or detect_layout(shape, size, hints["layout"])
+        rows.append(LayerInfo(n, types[n], shape, spatial is not None, layout, rec.calls[n]))
+    return rows
 
 
 # Names of the norm before a transformer block's attention (timm, torchvision, Hugging Face).
@@ -179,11 +321,15 @@ def auto_layer(model: nn.Module, example: Tensor | None = None) -> LayerSpec:
     a spatial map (``h, w > 1``), else a square grid of tokens; where token layers follow the
     last map (a ViT with a convolutional stem), the norm before the last block's attention
     (``norm1``, ``ln_1``, ``ln1``, ``layernorm_before``).
+
+    The spec comes measured (layout, shape, calls) from the dry run, which for timm models
+    happens only when an ``example`` is given.
     """
     name = _timm_auto(model)
     if name is not None and name in dict(model.named_modules()):
-        return get_layer(model, name)
-    rows = list_layers(model, example)
+        return get_layer(model, name, example)
+    x = example if example is not None else example_input(model)
+    rows = list_layers(model, x)
     four_d = [r for r in rows if r.spatial and len(r.shape) == 4]
     tokens = [r for r in rows if r.spatial and len(r.shape) == 3]
     pick = four_d or tokens
@@ -204,13 +350,25 @@ def auto_layer(model: nn.Module, example: Tensor | None = None) -> LayerSpec:
             "a vector or a 1x1 map), so CAM methods cannot apply; use a gradient or "
             "perturbation method"
         )
-    return get_layer(model, pick[-1].name)
+    row = pick[-1]
+    return dataclasses.replace(
+        get_layer(model, row.name),
+        layout=row.layout or "auto",
+        calls=row.calls,
+        input_size=_input_size(x),
+        shape=row.shape,
+    )
 
 
 def resolve_layer(
     model: nn.Module, layer: str | None = "auto", example: Tensor | None = None
 ) -> LayerSpec:
-    """``"auto"``/``None`` -> :func:`auto_layer`; a name -> :func:`get_layer`."""
+    """``"auto"``/``None`` -> :func:`auto_layer`; a name -> :func:`get_layer`.
+
+    With an ``example`` input the layer is measured by one dry run (its layout, output shape
+    and ``calls``) and a layer without a spatial output raises
+    :class:`MethodNotApplicableError` here, before any work.
+    """
     if layer is None or layer == "auto":
         return auto_layer(model, example)
-    return get_layer(model, layer)
+    return get_layer(model, layer, example)
