@@ -109,3 +109,94 @@ def test_ready_targets_pass_through_and_gradients_flow() -> None:
     out = OUT.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(t(out).sum(), out)
     assert g.tolist() == [[0.0, -1.0, 0.0], [0.0, -1.0, 0.0]]
+
+
+# Single-logit binary classifiers (SPEC 3): labels [negative, positive], threshold 0.5 on the
+# sigmoid (logit 0), and the negative class explains the negated logit.
+BINARY = torch.tensor([[2.0], [-3.0]])
+
+
+def test_binary_pred_thresholds_the_logit_and_negates_it_for_the_negative_class() -> None:
+    (t,) = parse_target("pred")
+    assert t.indices(BINARY).tolist() == [1, 0]  # label space: 0 negative, 1 positive
+    assert t.columns(BINARY).tolist() == [0, 0]  # the one output column
+    assert t.signs(BINARY).tolist() == [1.0, -1.0]
+    assert t(BINARY).tolist() == [2.0, 3.0]  # the negative class's score is -logit
+    # a 1-D output is one column too, and a logit of exactly 0 (sigmoid 0.5) is negative
+    assert t.indices(torch.tensor([0.0, 1e-3])).tolist() == [0, 1]
+
+
+def test_binary_class_targets_by_index_label_and_per_sample() -> None:
+    labels = ["not fracture", "fracture"]
+    (neg,) = parse_target("not fracture", labels=labels)
+    (pos,) = parse_target(1, labels=labels)
+    assert neg == ClassTarget(0, "not fracture") and pos == ClassTarget(1, "fracture")
+    assert neg.indices(BINARY).tolist() == [0, 0] and neg.columns(BINARY).tolist() == [0, 0]
+    assert neg.signs(BINARY).tolist() == [-1.0, -1.0]
+    assert neg(BINARY).tolist() == [-2.0, 3.0]
+    assert pos(BINARY).tolist() == [2.0, -3.0] and pos.signs(BINARY).tolist() == [1.0, 1.0]
+    (true,) = parse_target("true", true_labels=[0, 1])
+    assert true.indices(BINARY).tolist() == [0, 1] and true.columns(BINARY).tolist() == [0, 0]
+    assert true(BINARY).tolist() == [-2.0, -3.0]
+    with pytest.raises(TargetError, match=r"out of range.*binary"):
+        ClassTarget(2)(BINARY)
+    with pytest.raises(TargetError, match="out of range"):
+        SampleClasses((0, 2))(BINARY)
+
+
+def test_binary_all_gives_both_classes() -> None:
+    ts = parse_target("all", num_outputs=1)
+    assert [t.indices(BINARY).tolist() for t in ts] == [[0, 0], [1, 1]]
+    assert [t(BINARY).tolist() for t in ts] == [[-2.0, 3.0], [2.0, -3.0]]
+    named = parse_target("all", labels=["not fracture", "fracture"], num_outputs=1)
+    assert [t.name for t in named] == ["not fracture", "fracture"]
+    # one positive label is the binary pair [not LABEL, LABEL]
+    (pos,) = parse_target("fracture", labels=["fracture"])
+    assert pos == ClassTarget(1, "fracture")
+    assert [t.name for t in parse_target("all", labels=["fracture"])] == [
+        "not fracture",
+        "fracture",
+    ]
+
+
+def test_multilabel_single_column_is_that_label_not_binary() -> None:
+    (pred,) = parse_target("pred", task="multilabel")
+    assert pred.indices(BINARY).tolist() == [0, 0] and pred.signs(BINARY).tolist() == [1.0, 1.0]
+    assert pred(BINARY).tolist() == [2.0, -3.0]
+    (zero,) = parse_target(0, task="multilabel", labels=["effusion"])
+    assert zero.name == "effusion" and zero(BINARY).tolist() == [2.0, -3.0]
+    assert [t(BINARY).tolist() for t in parse_target("all", task="multilabel", num_outputs=1)] == [
+        [2.0, -3.0]
+    ]
+    with pytest.raises(TargetError, match="out of range"):
+        parse_target(1, task="multilabel")[0](BINARY)
+
+
+def test_multilabel_pred_is_the_top_scoring_label() -> None:
+    out = torch.tensor([[-4.0, -1.0, -2.0], [0.5, 3.0, 7.0]])  # sigmoid keeps the order
+    (pred,) = parse_target("pred", task="multilabel")
+    assert pred.indices(out).tolist() == [1, 2] == torch.sigmoid(out).argmax(1).tolist()
+    assert pred(out).tolist() == [-1.0, 7.0]
+
+
+def test_columns_and_signs_of_multiclass_and_regression_targets() -> None:
+    (pred,) = parse_target("pred")
+    assert pred.columns(OUT).tolist() == pred.indices(OUT).tolist() == [1, 0]
+    assert pred.signs(OUT).tolist() == [1.0, 1.0]
+    # a two-column model is multi-class, not binary: class 0 is column 0, sign +
+    two = torch.tensor([[1.0, -1.0]])
+    assert ClassTarget(0)(two).tolist() == [1.0] and ClassTarget(0).signs(two).tolist() == [1.0]
+    down = RegressionTarget(output=1, sign=-1)
+    out = torch.tensor([[1.0, 10.0], [2.0, 20.0]])
+    assert down.indices(out).tolist() == down.columns(out).tolist() == [1, 1]
+    assert down.signs(out).tolist() == [-1.0, -1.0]
+    # a single-output regressor is not a binary classifier
+    (value,) = parse_target("value", task="regression")
+    assert value(BINARY).tolist() == [2.0, -3.0]
+
+
+def test_ready_class_targets_follow_a_multilabel_task() -> None:
+    (t,) = parse_target(ClassTarget(0, "effusion"), task="multilabel")
+    assert t == ClassTarget(0, "effusion", multilabel=True)
+    assert t(BINARY).tolist() == [2.0, -3.0]  # the label's own logit, not the negative class
+    assert parse_target(ClassTarget(0))[0](BINARY).tolist() == [-2.0, 3.0]

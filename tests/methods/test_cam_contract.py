@@ -31,18 +31,23 @@ def test_every_cam_is_registered() -> None:
     assert set(CAMS) <= set(available_methods())
 
 
+# Score-CAM's numbers must not depend on the machine: precision="auto" would run bfloat16
+# where the hardware has it (tests/methods/test_scorecam_precision.py patches that check).
+EXACT = {"precision": "float32"}
+
+
 def test_batched_equals_per_sample(small_cnn: nn.Module, images: torch.Tensor) -> None:
-    together = explain(small_cnn, images, CAMS, layer="features")
+    together = explain(small_cnn, images, CAMS, layer="features", **EXACT)
     for i in range(images.shape[0]):
-        alone = explain(small_cnn, images[i : i + 1], CAMS, layer="features")
+        alone = explain(small_cnn, images[i : i + 1], CAMS, layer="features", **EXACT)
         for a, b in zip(together, alone, strict=True):
             torch.testing.assert_close(a.map[i : i + 1], b.map, atol=1e-5, rtol=1e-4)
             assert a.method == b.method
 
 
 def test_explain_chunks_equal_one_batch(small_cnn: nn.Module, images: torch.Tensor) -> None:
-    whole = explain(small_cnn, images, CAMS, batch_size=8)
-    chunked = explain(small_cnn, images, CAMS, batch_size=2)
+    whole = explain(small_cnn, images, CAMS, batch_size=8, **EXACT)
+    chunked = explain(small_cnn, images, CAMS, batch_size=2, **EXACT)
     for a, b in zip(whole, chunked, strict=True):
         torch.testing.assert_close(a.map, b.map, atol=1e-5, rtol=1e-4)
         assert a.output is not None and b.output is not None
@@ -51,9 +56,10 @@ def test_explain_chunks_equal_one_batch(small_cnn: nn.Module, images: torch.Tens
 
 def test_chunked_scorecam_equals_unchunked(small_cnn: nn.Module, images: torch.Tensor) -> None:
     target = ClassTarget(1)
-    one = create_method("scorecam", layer="features", batch_size=1)(small_cnn, images, target)
-    many = create_method("scorecam", layer="features", batch_size=1000)(small_cnn, images, target)
-    odd = create_method("scorecam", layer="features", batch_size=7)(small_cnn, images, target)
+    scorecam = create_method("scorecam", layer="features", **EXACT)
+    one = scorecam(small_cnn, images, target, batch_size=1)
+    many = scorecam(small_cnn, images, target, batch_size=1000)
+    odd = scorecam(small_cnn, images, target, batch_size=7)
     torch.testing.assert_close(one.map, many.map, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(odd.map, many.map, atol=1e-5, rtol=1e-4)
 
@@ -101,11 +107,11 @@ def test_model_left_as_found(small_cnn: nn.Module, images: torch.Tensor, method:
     model.features[0].weight.requires_grad_(False)
     model.fc.weight.grad = torch.ones_like(model.fc.weight)
     before = _snapshot(model)
-    e = create_method(method, layer="features")(model, images, "pred")
+    e = create_method(method, layer="features", **EXACT)(model, images, "pred")
     _same(before, _snapshot(model))
     assert _hooks(model) == 0
     # and the explanation was taken in eval mode: equal to one from the model in eval mode
-    ref = create_method(method, layer="features")(model.eval(), images, "pred")
+    ref = create_method(method, layer="features", **EXACT)(model.eval(), images, "pred")
     torch.testing.assert_close(e.map, ref.map, atol=1e-5, rtol=1e-4)
 
 
@@ -179,15 +185,14 @@ def test_regression_value_and_minus_value(method: str) -> None:
 
 def test_regression_scorecam_weighs_what_raises_or_lowers() -> None:
     # Masks: the red half and the blue half. Masked inputs score +0.5 (red kept) and -0.5 (blue
-    # kept), so value weighs the channels softmax([0.5, -0.5]) = [s, 1 - s] with s = sigmoid(1),
-    # and -value softmax([-0.5, 0.5]) = [1 - s, s]; each map is its weight on its half.
+    # kept), the blank input 0, so value weighs the channels by the change [0.5, -0.5] and
+    # -value by [-0.5, 0.5]; each map is relu(its weight) on its half.
     x = torch.zeros(1, 3, 8, 8)
     x[0, 0, :, :4] = 1.0
     x[0, 2, :, 4:] = 1.0
     model = Model(RedMinusBlue().eval(), task="regression")
-    s = torch.sigmoid(torch.tensor(1.0)).item()
-    for target, (left, right) in [("value", (s, 1 - s)), ("-value", (1 - s, s))]:
-        (e,) = explain(model, x, ["scorecam"], target=target, layer="conv")
+    for target, (left, right) in [("value", (0.5, 0.0)), ("-value", (0.0, 0.5))]:
+        (e,) = explain(model, x, ["scorecam"], target=target, layer="conv", **EXACT)
         expected = torch.tensor([left] * 4 + [right] * 4).expand(8, 8)
         torch.testing.assert_close(e.map[0], expected, atol=1e-6, rtol=1e-5)
         assert e.target == target
@@ -225,7 +230,7 @@ def test_half_precision_models_give_float32_maps_for_every_cam(
     small_cnn: nn.Module, dtype: torch.dtype
 ) -> None:
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
-    refs = explain(small_cnn, x, CAMS, target=0)
+    refs = explain(small_cnn, x, CAMS, target=0, **EXACT)
     half = copy.deepcopy(small_cnn).to(dtype)
     before = _snapshot(half)
     lows = explain(half, x, CAMS, target=0)  # a float32 batch: cast to the model's dtype
@@ -252,12 +257,16 @@ def test_cuda_maps_equal_cpu_maps(small_cnn: nn.Module, images: torch.Tensor) ->
         torch.testing.assert_close(a.map, b.map.cpu(), atol=1e-4, rtol=1e-3)
 
 
-def test_scorecam_fast_precision_agrees_with_float32() -> None:
+def test_scorecam_fast_precision_agrees_with_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seewhy.methods import cam as cam_module
+
+    monkeypatch.setattr(cam_module, "_bf16_native", lambda device: True)  # on any machine
     torch.manual_seed(0)
     model = torchvision_resnet18()
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     fast = create_method("scorecam", layer="layer3", precision="auto")(model, x, ClassTarget(1))
     exact = create_method("scorecam", layer="layer3", precision="float32")(model, x, ClassTarget(1))
+    assert fast.params["forward_dtype"] == "bfloat16"
     for i in range(2):
         r = torch.corrcoef(torch.stack([fast.map[i].flatten(), exact.map[i].flatten()]))[0, 1]
         assert r >= 0.99
@@ -278,11 +287,11 @@ def test_explain_a_loaded_model_on_paths_and_pil_images(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     pils = [Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)) for _ in range(2)]
     pils[0].save(tmp_path / "a.png")
-    # the batch by hand: resize the whole image, scale to [0, 1], normalise with timm's values
-    arrays = [np.asarray(p.resize((160, 160), Image.Resampling.BILINEAR)) / 255.0 for p in pils]
-    batch = torch.tensor(np.stack(arrays), dtype=torch.float32).permute(0, 3, 1, 2)
-    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
-    batch = (batch - mean) / torch.tensor(pre.std).view(1, 3, 1, 1)
+    # the batch as timm's own eval transform makes it (resize, centre crop, normalise)
+    from timm.data import create_transform, resolve_data_config
+
+    transform = create_transform(**resolve_data_config(model=model.module))
+    batch = torch.stack([transform(p) for p in pils])
     methods = ["gradcam", "eigencam"]
     from_files = explain(model, [tmp_path / "a.png", pils[1]], methods, target="pred")
     from_tensor = explain(model.module, batch, methods, target="pred")

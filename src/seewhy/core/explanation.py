@@ -22,9 +22,15 @@ class Explanation:
         params: the method's settings, as they go to summary.json.
         layer: the layer a CAM read, or ``None``.
         output: the model's output for the batch ``[B, C]`` (detached float32).
-        target_indices: the output column explained per sample ``[B]``.
+        target_indices: the class explained per sample ``[B]``, in label space: a single-logit
+            binary classifier's are 0 (negative) and 1 (positive), read from its one output
+            column (``Target.columns``); otherwise the output column explained.
         signed: whether the maps keep a sign (negative = lowers the target).
-        extras: optional outputs (low-resolution maps, completeness gaps, ...).
+        extras: optional outputs. CAMs: ``low_res`` (the map on the layer's grid); for a
+            regression target, ``opposite`` (``[B, H, W]``, like the map: the map of the
+            opposite sign, e.g. what lowers the output when ``value`` is explained) and
+            ``opposite_target`` (its target name, ``-value``), absent for methods that do not
+            depend on the target (``Method.depends_on_target``, e.g. EigenCAM).
     """
 
     method: str

@@ -1,12 +1,14 @@
 """Targets: what output an explanation explains (SPEC section 4).
 
 A target is a callable ``output -> Tensor[B]``: the scalar per sample whose gradient (or whose
-change under perturbation) the method reads. ``parse_target`` turns the CLI's ``--target``
-strings into targets, in this one place.
+change under perturbation) the method reads: one output column per sample (``columns``), read
+with a sign (``signs``), explaining a class in label space (``indices``). ``parse_target``
+turns the CLI's ``--target`` strings into targets, in this one place.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,63 +55,135 @@ def output_tensor(output: Any) -> Tensor:
     return out
 
 
+def is_binary(output: Tensor, multilabel: bool = False) -> bool:
+    """Whether ``output`` (``[B, C]``) is a single-logit binary classifier's: one column, and
+    not a multilabel model (whose single column is one label, scored by its own sigmoid)."""
+    return not multilabel and output.shape[1] == 1
+
+
 class Target:
-    """Base class: ``__call__(output) -> Tensor[B]`` and ``indices(output) -> Tensor[B]``."""
+    """Base class: what one explanation explains, per sample.
+
+    A target reads, for each sample, one output column with a sign:
+    ``target(output) = signs(output) * output[:, columns(output)]``, and names the class (or
+    output) that this explains in :meth:`indices`. For a multi-class model, a multilabel model
+    and a regressor the column is the index and the sign is ``self.sign``; a single-logit binary
+    classifier has two classes in one column: class 1 (positive) reads the logit, class 0
+    (negative) its negation (SPEC 3). Binary is decided from the output at call time, so a plain
+    ``nn.Module`` with one output is binary unless the target was made for ``multilabel``.
+    """
 
     name: str = "target"
     sign: int = 1
 
-    def __call__(self, output: Tensor) -> Tensor:
+    def __call__(self, output: Any) -> Tensor:
         out = output_tensor(output)
-        idx = self.indices(out)
-        return self.sign * out.gather(1, idx[:, None].to(out.device)).squeeze(1)
+        columns = self.columns(out).to(out.device)
+        signs = self.signs(out).to(device=out.device, dtype=out.dtype)
+        return signs * out.gather(1, columns[:, None]).squeeze(1)
 
-    def indices(self, output: Tensor) -> Tensor:
-        """The output column explained for each sample."""
+    def indices(self, output: Any) -> Tensor:
+        """The class explained for each sample ``[B]`` (long), in label space: a binary
+        classifier's are 0 (negative) and 1 (positive); otherwise the output column."""
         raise NotImplementedError
 
+    def columns(self, output: Any) -> Tensor:
+        """The output column read for each sample ``[B]`` (long); a binary classifier's is 0."""
+        return self.indices(output)
+
+    def signs(self, output: Any) -> Tensor:
+        """The sign the column is read with, per sample ``[B]`` (float32, +1 or -1)."""
+        import torch
+
+        out = output_tensor(output)
+        return torch.full((out.shape[0],), float(self.sign), device=out.device)
+
+
+class _ClassTarget(Target):
+    """Classes in label space: on a single-logit binary classifier, class ``c`` reads column 0
+    with sign ``+1`` (``c = 1``) or ``-1`` (``c = 0``)."""
+
+    multilabel: bool = False
+
+    def columns(self, output: Any) -> Tensor:
+        out = output_tensor(output)
+        if is_binary(out, self.multilabel):
+            import torch
+
+            return torch.zeros(out.shape[0], dtype=torch.long, device=out.device)
+        return self.indices(out)
+
+    def signs(self, output: Any) -> Tensor:
+        out = output_tensor(output)
+        if is_binary(out, self.multilabel):
+            return self.indices(out).float() * 2 - 1
+        return super().signs(out)
+
+    def _num_classes(self, out: Tensor) -> int:
+        """Classes in label space: 2 for a binary classifier, else the number of columns."""
+        return 2 if is_binary(out, self.multilabel) else int(out.shape[1])
+
+    def _check_range(self, classes: Sequence[int], out: Tensor, what: str) -> None:
+        n = self._num_classes(out)
+        bad = [c for c in classes if not 0 <= c < n]
+        if not bad:
+            return
+        if is_binary(out, self.multilabel):
+            shape = (
+                "the model is a binary classifier (one output): classes 0 (negative) and "
+                "1 (positive)"
+            )
+        else:
+            shape = f"the model has {n} outputs (0..{n - 1})"
+        raise TargetError(f"{what} {bad[0]} is out of range: {shape}")
+
 
 @dataclass(frozen=True)
-class PredictedClass(Target):
-    """The class with the highest score, per sample (``pred`` for classifiers)."""
+class PredictedClass(_ClassTarget):
+    """The predicted class, per sample (``pred`` for classifiers): the highest logit; for a
+    single-logit binary classifier, class 1 where the logit is > 0 (sigmoid > 0.5), else class
+    0 (explaining the negated logit). Multilabel: the top-scoring label (the highest logit is
+    the highest sigmoid), read with sign ``+``."""
 
     name: str = "pred"
+    multilabel: bool = False
 
-    def indices(self, output: Tensor) -> Tensor:
-        return output_tensor(output).argmax(dim=1)
+    def indices(self, output: Any) -> Tensor:
+        out = output_tensor(output)
+        if is_binary(out, self.multilabel):
+            return (out[:, 0] > 0).long()
+        return out.argmax(dim=1)
 
 
 @dataclass(frozen=True)
-class ClassTarget(Target):
-    """One fixed output column (a class index, or a label resolved to its index)."""
+class ClassTarget(_ClassTarget):
+    """One fixed class (a class index, or a label resolved to its index)."""
 
     index: int
     label: str | None = None
+    multilabel: bool = False
 
     @property
     def name(self) -> str:  # type: ignore[override]
         return self.label if self.label is not None else str(self.index)
 
-    def indices(self, output: Tensor) -> Tensor:
+    def indices(self, output: Any) -> Tensor:
         import torch
 
         out = output_tensor(output)
-        if not 0 <= self.index < out.shape[1]:
-            raise TargetError(
-                f"target class {self.index} is out of range: the model has {out.shape[1]} "
-                f"outputs (0..{out.shape[1] - 1})"
-            )
+        self._check_range([self.index], out, "target class")
         return torch.full((out.shape[0],), self.index, dtype=torch.long, device=out.device)
 
 
 @dataclass(frozen=True)
-class SampleClasses(Target):
+class SampleClasses(_ClassTarget):
     """A class per sample, e.g. the true label from a manifest (``true``)."""
 
     per_sample: tuple[int, ...]
     name: str = "true"
+    multilabel: bool = False
 
-    def indices(self, output: Tensor) -> Tensor:
+    def indices(self, output: Any) -> Tensor:
         import torch
 
         out = output_tensor(output)
@@ -117,6 +191,7 @@ class SampleClasses(Target):
             raise TargetError(
                 f"'true' target has {len(self.per_sample)} labels for a batch of {out.shape[0]}"
             )
+        self._check_range(self.per_sample, out, "true class")
         return torch.tensor(self.per_sample, dtype=torch.long, device=out.device)
 
 
@@ -133,7 +208,11 @@ class RegressionTarget(Target):
         base = self.output_name or ("value" if self.output == 0 else str(self.output))
         return base if self.sign > 0 else f"-{base}"
 
-    def indices(self, output: Tensor) -> Tensor:
+    def opposite(self) -> RegressionTarget:
+        """The same output with the other sign (``value`` <-> ``-value``)."""
+        return RegressionTarget(output=self.output, sign=-self.sign, output_name=self.output_name)
+
+    def indices(self, output: Any) -> Tensor:
         import torch
 
         out = output_tensor(output)
@@ -152,26 +231,43 @@ def parse_target(
     num_outputs: int | None = None,
     true_labels: Sequence[int] | None = None,
 ) -> list[Target]:
-    """Turn a ``--target`` value into targets (``all`` gives one per output).
+    """Turn a ``--target`` value into targets (``all`` gives one per class or output).
+
+    Classes are in label space: a single-logit binary classifier (``classification`` with one
+    output) has the classes 0 (negative) and 1 (positive), its ``labels`` are
+    ``[negative, positive]`` (one label ``[L]`` stands for ``["not L", L]``), and ``all`` gives
+    both. Whether a model is binary is read from its output when the target is applied, so
+    ``pred`` and class targets work on plain modules; ``task="multilabel"`` makes targets that
+    never treat one output as binary.
 
     Args:
         spec: ``pred``, a class index or label, ``all``, ``true``, ``value``, ``-value``, an
-            output index or name (regression), or a ready :class:`Target`.
+            output index or name (regression), or a ready :class:`Target` (a class target is
+            made multilabel when ``task`` is).
         task: ``classification``, ``multilabel`` or ``regression``.
         labels: class names (classification) or output names (regression).
         num_outputs: number of model outputs (needed for ``all``).
         true_labels: per-sample class indices (needed for ``true``).
     """
-    if isinstance(spec, Target):
-        return [spec]
     if task not in TASKS:
         raise TargetError(f"unknown task '{task}'; expected one of {', '.join(TASKS)}")
+    if isinstance(spec, _ClassTarget) and task == "multilabel" and not spec.multilabel:
+        return [dataclasses.replace(spec, multilabel=True)]  # type: ignore[type-var]
+    if isinstance(spec, Target):
+        return [spec]
     names = list(labels or [])
     regression = task == "regression"
+    multilabel = task == "multilabel"
+    if task == "classification" and len(names) == 1:
+        names = [f"not {names[0]}", names[0]]  # one positive label: a binary classifier
+
+    def cls(i: int, label: str | None) -> ClassTarget:
+        return ClassTarget(i, label, multilabel=multilabel)
+
     if isinstance(spec, int):
         if regression:
             return [RegressionTarget(output=spec, output_name=_at(names, spec))]
-        return [ClassTarget(spec, _at(names, spec))]
+        return [cls(spec, _at(names, spec))]
     text = str(spec).strip()
     key = text.lower()
     if key == "all":
@@ -180,13 +276,15 @@ def parse_target(
             raise TargetError("target 'all' needs the number of outputs; pass labels/num_classes")
         if regression:
             return [RegressionTarget(output=i, output_name=_at(names, i)) for i in range(n)]
-        return [ClassTarget(i, _at(names, i)) for i in range(n)]
+        if task == "classification" and n == 1:
+            n = 2  # a single-logit binary classifier: the negative and the positive class
+        return [cls(i, _at(names, i)) for i in range(n)]
     if key == "true":
         if true_labels is None:
             raise TargetError(
                 "target 'true' needs the true labels: give a manifest with --target-col"
             )
-        return [SampleClasses(tuple(int(v) for v in true_labels))]
+        return [SampleClasses(tuple(int(v) for v in true_labels), multilabel=multilabel)]
     if regression:
         sign = -1 if text.startswith("-") else 1
         body = text.lstrip("+-").strip()
@@ -203,7 +301,7 @@ def parse_target(
             "Use value, -value, an output index or an output name."
         )
     if key == "pred":
-        return [PredictedClass()]
+        return [PredictedClass(multilabel=multilabel)]
     if key in ("value", "-value", "+value"):
         raise TargetError(
             f"target '{text}' is for regression models; this model's task is {task}. "
@@ -211,9 +309,9 @@ def parse_target(
         )
     if text.isdigit():
         i = int(text)
-        return [ClassTarget(i, _at(names, i))]
+        return [cls(i, _at(names, i))]
     if text in names:
-        return [ClassTarget(names.index(text), text)]
+        return [cls(names.index(text), text)]
     raise TargetError(
         f"unknown target '{text}'{did_you_mean(text, ['pred', 'all', 'true', *names])} "
         "Use pred, all, true, a class index or one of the model's labels."

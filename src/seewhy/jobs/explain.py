@@ -12,7 +12,13 @@ from seewhy.core.explanation import Explanation
 from seewhy.core.layers import LayerInfo, example_input, list_layers, resolve_layer
 from seewhy.core.registry import create_method
 from seewhy.core.targets import Target, output_tensor
-from seewhy.methods.base import Method, as_targets, module_of, to_model_input
+from seewhy.methods.base import (
+    Method,
+    as_targets,
+    check_batch_size,
+    module_of,
+    to_model_input,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -88,21 +94,26 @@ def explain(
         methods: method names (``"gradcam"``, ``"gradcam++"`` ...) or method instances.
         target: ``pred``, a class index or label, ``all``, ``value``, ``-value`` ... (SPEC 4).
         layer: the CAM layer; ``None`` uses the model card's, else ``auto``.
-        batch_size: samples per forward pass; also the masked-input batch of Score-CAM.
+        batch_size: the largest batch any forward pass sends to the model: the images go
+            through ``batch_size`` at a time, and methods with many forwards per image
+            (Score-CAM's masked inputs) send them ``batch_size`` at a time.
         settings: other method settings (e.g. ``steps``), passed to methods that have them.
 
     Returns:
         One :class:`Explanation` per (target, method), targets outer, methods in the given order;
         each covers the whole batch. Methods of one family share their expensive part (all CAMs
-        from one forward+backward per batch and layer).
+        from one forward+backward per batch and layer). For a regression target, the methods
+        that depend on the target also return the opposite sign's map (what lowers the output
+        beside what raises it) in ``extras["opposite"]``, from the same passes.
     """
     model = _as_model(model)
     module = module_of(model)
     batch = as_batch(model, inputs)
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     name = layer or getattr(model, "layer", None) or "auto"
-    instances = resolve_methods(methods, name, batch_size=batch_size, **settings)
+    instances = resolve_methods(methods, name, **settings)
+    for m in instances:
+        m.check_applicable(module)  # e.g. a CAM on a TorchScript module: refused before any work
     if any(getattr(m, "layer", None) == "auto" for m in instances):
         # Resolve "auto" once for the whole call, not per chunk.
         found = resolve_layer(module, "auto", to_model_input(module, batch[:1])).name
@@ -120,8 +131,9 @@ def explain(
         for start in range(0, batch.shape[0], batch_size):
             part = batch[start : start + batch_size]
             for run_many, idx in families.items():
+                group = [instances[i] for i in idx]
                 for i, e in zip(
-                    idx, run_many([instances[i] for i in idx], model, part, tgt), strict=True
+                    idx, run_many(group, model, part, tgt, batch_size=batch_size), strict=True
                 ):
                     chunks[i].append(e)
         results.extend(Explanation.concat(c) for c in chunks)

@@ -77,28 +77,72 @@ def check_output(out: Tensor) -> None:
         )
 
 
+DEFAULT_BATCH_SIZE = 32
+
+
+def check_batch_size(batch_size: int) -> int:
+    """``batch_size`` as an int >= 1, or a :class:`UsageError` that says so."""
+    import operator
+
+    try:
+        n = operator.index(batch_size)
+    except TypeError:
+        n = 0
+    if isinstance(batch_size, bool) or n < 1:
+        raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return n
+
+
 @dataclass(frozen=True)
 class Method:
     """A method: frozen settings and one verb, ``method(model, inputs, target)``.
 
-    Subclasses set ``name`` through ``@register``; ``signed`` says whether maps keep a sign.
+    Subclasses set ``name`` through ``@register``. Class-level facts (not settings):
+
+    - ``signed``: whether maps keep a sign (negative = lowers the target);
+    - ``depends_on_target``: whether the map changes with the target. A method that reads
+      only the activations (EigenCAM) gives the same map for every class and for ``value`` and
+      ``-value``, so callers draw it once instead of contrasting it with itself.
+
+    ``batch_size`` is not a setting but a call argument: the largest batch that ANY forward
+    pass of the call sends to the model (the batch itself is split into chunks of that size;
+    methods with many forwards per sample, e.g. Score-CAM, send them that many at a time).
     """
 
     name: ClassVar[str] = "method"
     signed: ClassVar[bool] = False
+    depends_on_target: ClassVar[bool] = True
 
     def params(self) -> dict[str, Any]:
         """The settings as they go to summary.json."""
         return dataclasses.asdict(self)
 
+    def check_applicable(self, module: nn.Module) -> None:
+        """Raise :class:`MethodNotApplicableError` if this method cannot explain ``module``,
+        before any work is done (default: every module)."""
+
     def __call__(
-        self, model: Any, inputs: Tensor, target: str | int | Target = "pred"
+        self,
+        model: Any,
+        inputs: Tensor,
+        target: str | int | Target = "pred",
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> Explanation:
-        return self.run_many([self], model, inputs, single_target(model, target))[0]
+        return self.run_many(
+            [self], model, inputs, single_target(model, target), batch_size=batch_size
+        )[0]
 
     @classmethod
     def run_many(
-        cls, methods: Sequence[Method], model: Any, inputs: Tensor, target: Target
+        cls,
+        methods: Sequence[Method],
+        model: Any,
+        inputs: Tensor,
+        target: Target,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> list[Explanation]:
-        """Run several methods of this family on one batch, sharing what they can."""
+        """Run several methods of this family on one batch, sharing what they can; no forward
+        sends the model more than ``batch_size`` rows."""
         raise NotImplementedError
