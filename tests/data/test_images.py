@@ -238,3 +238,51 @@ def test_decompression_bombs_are_refused_without_changing_pil(
 def test_a_mode_pil_cannot_turn_into_rgb() -> None:
     with pytest.raises(ImageError, match=r"pixel mode La, which cannot be turned into RGB"):
         decode_image(Image.new("La", (2, 2)))
+
+
+def test_sixteen_bit_images_full_range_or_min_max(tmp_path: Path) -> None:
+    ramp = np.linspace(1000, 3000, 16 * 16).reshape(16, 16).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "xray.png")
+    stretched = pixels(decode_image(tmp_path / "xray.png"))  # "minmax", the default
+    assert stretched.min() == 0 and stretched.max() == 255
+    assert pixels(decode_image(tmp_path / "xray.png", bit_depth="minmax")).tolist() == (
+        stretched.tolist()
+    )
+    full = decode_image(tmp_path / "xray.png", bit_depth="full")
+    assert full.grayscale and full.mode == "I;16"
+    px = pixels(full)
+    expected = np.round(ramp.astype(np.float64) / 65535 * 255)  # 3.9 .. 11.7
+    assert np.abs(px[..., 0] - expected).max() <= 1
+    assert (px.min(), px.max()) == (4, 12)
+    assert (px[..., 0] == px[..., 2]).all()
+
+
+def test_full_range_of_32_bit_and_float_images() -> None:
+    # 32-bit integers holding 16-bit values: /65535; beyond 0..65535 there is no full range
+    small = np.array([[0, 65535], [32768, 1000]], np.int32)
+    assert pixels(decode_image(Image.fromarray(small), bit_depth="full"))[..., 0].tolist() == [
+        [0, 255],
+        [128, 4],
+    ]
+    wide = np.array([[-50_000, 150_000], [50_000, 0]], np.int32)
+    assert pixels(decode_image(Image.fromarray(wide), bit_depth="full"))[..., 0].tolist() == [
+        [0, 255],
+        [128, 64],
+    ]
+    # floats in 0..1 are the full range; others are stretched min..max
+    unit = np.array([[0.0, 1.0], [0.5, 0.25]], np.float32)
+    assert pixels(decode_image(Image.fromarray(unit), bit_depth="full"))[..., 0].tolist() == [
+        [0, 255],
+        [128, 64],
+    ]
+    # 8-bit images are unchanged by either
+    grey = Image.fromarray(np.array([[3, 250]], np.uint8))
+    assert pixels(decode_image(grey, bit_depth="full"))[..., 0].tolist() == [[3, 250]]
+
+
+def test_unknown_bit_depth_is_refused() -> None:
+    from seewhy.core.errors import SeewhyError
+
+    with pytest.raises(SeewhyError, match=r"bit_depth='12': expected 'minmax' .* or 'full'") as e:
+        decode_image(Image.new("L", (2, 2)), bit_depth="12")
+    assert "\n" not in str(e.value)

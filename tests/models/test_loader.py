@@ -3,6 +3,7 @@ and where preprocessing comes from."""
 
 from __future__ import annotations
 
+import copy
 import textwrap
 from pathlib import Path
 
@@ -279,9 +280,11 @@ def test_mismatches_list_keys_and_shapes(tmp_path: Path) -> None:
         load_model("timm:resnet34", checkpoint=tmp_path / "r18.pth", device="cpu")
     msg = str(e.value)
     # resnet34 has 3+4+6+3 blocks, resnet18 2+2+2+2: 8 extra blocks, 12 extra downsample-free
-    # tensors each (2 convs x 1 + 2 BNs x 5) -> 96 keys the checkpoint lacks, none it adds
+    # tensors each (2 convs x 1 + 2 BNs x 5) -> 96 keys the checkpoint lacks, none it adds; of
+    # them torch fills in the 16 num_batches_tracked itself, so 80 are missing
     assert msg.startswith("checkpoint ") and "r18.pth does not fit timm:resnet34" in msg
-    assert "96 missing keys (layer1.2.conv1.weight" in msg and "... 91 more" in msg
+    assert "80 missing keys (layer1.2.conv1.weight" in msg and "... 75 more" in msg
+    assert "num_batches_tracked" not in msg
     assert "unexpected" not in msg and "--model" in msg and "\n" not in msg
     torch.save(nn.Linear(2, 2).state_dict(), tmp_path / "lin.pth")
     with pytest.raises(
@@ -320,8 +323,11 @@ def test_bad_specs_say_what_to_do(tmp_path: Path) -> None:
         load_model("torchvision:resnet_18", device="cpu")
     with pytest.raises(ModelLoadError, match=r"'hf:some/dir'.*not supported yet"):
         load_model("hf:some/dir", device="cpu")
-    with pytest.raises(ModelLoadError, match=r"'best\.pth' looks like a checkpoint.*--checkpoint"):
-        load_model("best.pth", device="cpu")
+    with pytest.raises(CheckpointError, match=r"checkpoint best\.pth does not exist"):
+        load_model("best.pth", device="cpu")  # a checkpoint is a model when it names its arch
+    (tmp_path / "card.toml").write_text('arch = "best.pth"\n')
+    with pytest.raises(ModelLoadError, match=r"arch 'best\.pth' is a checkpoint.*checkpoint = "):
+        load_model(tmp_path / "card.toml", device="cpu")
     with pytest.raises(ModelLoadError, match="cannot read the arch 'resnet18': use timm:NAME"):
         load_model("resnet18", device="cpu")
     with pytest.raises(ModelLoadError, match=r"nope\.toml does not exist"):
@@ -381,3 +387,299 @@ def test_card_inputs_table_reaches_the_model(tmp_path: Path) -> None:
         "image": "pixel_values",
         "tabular": {"arg": "features", "columns": ["sqft", "grade"]},
     }
+
+
+# --- checkpoints torch itself accepts -------------------------------------------------------
+
+
+def _bn_stats(model: nn.Module) -> nn.Module:
+    """Non-trivial batch-norm statistics, so a checkpoint that lost them would show."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.num_batches_tracked.fill_(123)
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", ["torchvision:resnet18", "timm:test_resnet"])
+def test_checkpoints_without_num_batches_tracked_load_as_torch_loads_them(
+    tmp_path: Path, arch: str
+) -> None:
+    torch.manual_seed(8)
+    kind, _, name = arch.partition(":")
+    if kind == "timm":
+        ref = _bn_stats(timm.create_model(name, pretrained=False, num_classes=3))
+    else:
+        ref = _bn_stats(torchvision.models.get_model(name, weights=None, num_classes=3))
+    sd = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+    dropped = len(ref.state_dict()) - len(sd)
+    assert dropped >= 10  # every batch-norm lost its counter
+    # the oracle: torch loads it strictly (BatchNorm fills the counters in)
+    copy.deepcopy(ref).load_state_dict(sd, strict=True)
+    torch.save({"state_dict": sd}, tmp_path / "w.pth")
+    m = load_model(arch, checkpoint=tmp_path / "w.pth", device="cpu")
+    assert m.num_outputs == 3 and outputs_equal(m.module, ref)
+    got = m.module.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in sd.items())
+    # a real weight removed is still refused, by name, and only it
+    del sd["layer1.0.conv1.weight"]
+    torch.save(sd, tmp_path / "holed.pth")
+    with pytest.raises(CheckpointError) as e:
+        load_model(arch, checkpoint=tmp_path / "holed.pth", device="cpu")
+    msg = str(e.value)
+    assert f"does not fit {arch}: 1 missing keys (layer1.0.conv1.weight)." in msg
+    assert "num_batches_tracked" not in msg and "\n" not in msg
+
+
+# --- a model from FILE.py:FACTORY pickles across processes ----------------------------------
+
+NET_FILE = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self, num_classes=2):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(4, num_classes)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).mean((2, 3)))
+
+    def build(num_classes=2):
+        torch.manual_seed(0)
+        return Net(num_classes)
+""")
+
+
+def test_a_model_built_from_a_file_unpickles_in_another_process(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "my-net.v2.py").write_text(NET_FILE)  # a stem that is no identifier
+    arch = f"{tmp_path / 'my-net.v2.py'}:build"
+    pkl = tmp_path / "model.pkl"
+    first = textwrap.dedent(f"""
+        import pickle, torch
+        from seewhy import load_model
+        m = load_model({arch!r}, num_classes=3, device="cpu")
+        torch.manual_seed(1)
+        for p in m.module.parameters():
+            p.data.normal_()
+        x = torch.linspace(-1, 1, 3 * 8 * 8).view(1, 3, 8, 8)
+        with open({str(pkl)!r}, "wb") as f:
+            pickle.dump((m.module, m.module(x).detach()), f)
+    """)
+    second = textwrap.dedent(f"""
+        import pickle, torch
+        from seewhy import load_model
+        load_model({arch!r}, device="cpu")  # registers the file's module, as a worker would
+        with open({str(pkl)!r}, "rb") as f:
+            module, y = pickle.load(f)
+        x = torch.linspace(-1, 1, 3 * 8 * 8).view(1, 3, 8, 8)
+        assert type(module).__name__ == "Net", type(module)
+        assert torch.equal(module(x), y)
+        print("unpickled", y.shape[1])
+    """)
+    for code, seed in ((first, "1"), (second, "2")):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "unpickled 3"
+
+
+# --- a checkpoint that names its architecture is a model ------------------------------------
+
+
+def test_a_checkpoint_that_names_its_arch_is_a_model(tmp_path: Path) -> None:
+    torch.manual_seed(4)
+    ref = timm.create_model("convnextv2_atto", pretrained=False, num_classes=3).eval()
+    path = tmp_path / "best.pth"
+    torch.save(
+        {
+            "model_state_dict": ref.state_dict(),
+            "model_name": "convnextv2_atto",
+            "class_names": ["normal", "simple", "comminuted"],
+            "test_accuracy": 0.91,
+            "epoch": 7,
+        },
+        path,
+    )
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for spec in (path, str(path)):
+        m = load_model(spec, device="cpu")
+        assert m.arch == "timm:convnextv2_atto" and m.checkpoint == str(path)
+        assert m.labels == ["normal", "simple", "comminuted"] and m.num_outputs == 3
+        assert m.metadata["test_accuracy"] == 0.91 and m.metadata["epoch"] == 7
+        assert m.name == "best"
+        with torch.no_grad():
+            torch.testing.assert_close(m.module(x), ref(x), rtol=0, atol=0)
+    # .safetensors with the arch in its header
+    save_file(
+        ref.state_dict(),
+        str(tmp_path / "w.safetensors"),
+        metadata={"arch": "timm:convnextv2_atto", "class_names": '["a", "b", "c"]'},
+    )
+    s = load_model(tmp_path / "w.safetensors", device="cpu")
+    assert s.arch == "timm:convnextv2_atto" and s.labels == ["a", "b", "c"]
+    with torch.no_grad():
+        torch.testing.assert_close(s.module(x), ref(x), rtol=0, atol=0)
+    # the checkpoint is the model: a second checkpoint is a mistake, said so
+    with pytest.raises(ModelLoadError, match=r"best\.pth is a checkpoint.*not both"):
+        load_model(path, checkpoint=tmp_path / "w.safetensors", device="cpu")
+
+
+def test_a_checkpoint_names_a_timm_model_with_its_pretrained_tag(tmp_path: Path) -> None:
+    torch.manual_seed(5)
+    ref = timm.create_model("resnet18", pretrained=False, num_classes=2).eval()
+    for tag, crop, interpolation in (
+        ("tv_in1k", 0.875, "bilinear"),  # a known tag: its own data config
+        ("my_finetune", 0.95, "bicubic"),  # a tag timm does not know: the model's default
+    ):
+        torch.save(
+            {"state_dict": ref.state_dict(), "model_name": f"resnet18.{tag}"}, tmp_path / "t.pt"
+        )
+        m = load_model(tmp_path / "t.pt", device="cpu")
+        assert m.arch == f"timm:resnet18.{tag}" and m.num_outputs == 2 and m.labels is None
+        assert (m.preprocess.crop_pct, m.preprocess.interpolation) == (crop, interpolation)
+        assert outputs_equal(m.module, ref)
+    torch.save(
+        {"state_dict": ref.state_dict(), "model_name": "resnet81.a1_in1k"}, tmp_path / "u.pt"
+    )
+    with pytest.raises(ModelLoadError, match=r"'resnet81\.a1_in1k', which neither timm"):
+        load_model(tmp_path / "u.pt", device="cpu")
+
+
+def test_a_checkpoint_without_an_arch_says_how_to_name_it(tmp_path: Path) -> None:
+    torch.save({"model_state_dict": tiny_timm(2).state_dict(), "acc": 0.5}, tmp_path / "anon.pth")
+    with pytest.raises(ModelLoadError) as e:
+        load_model(tmp_path / "anon.pth", device="cpu")
+    msg = str(e.value)
+    assert "anon.pth" in msg and "names no architecture" in msg and "\n" not in msg
+    assert "-m timm:NAME --checkpoint" in msg and "model_name" in msg
+
+
+def test_cli_explains_with_a_checkpoint_as_the_model(tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from seewhy.cli import app
+
+    torch.manual_seed(6)
+    ref = tiny_timm(2)
+    torch.save(
+        {
+            "model_state_dict": ref.state_dict(),
+            "model_name": "test_resnet",
+            "class_names": ["normal", "fracture"],
+            "test_accuracy": 0.8,
+        },
+        tmp_path / "best.pth",
+    )
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    result = CliRunner().invoke(
+        app,
+        [
+            "explain",
+            str(tmp_path / "x.png"),
+            "-m",
+            str(tmp_path / "best.pth"),
+            "--method",
+            "gradcam",
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--no-report",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (entry,) = summary["models"]
+    assert entry["arch"] == "timm:test_resnet" and entry["labels"] == ["normal", "fracture"]
+    assert entry["metadata"]["test_accuracy"] == 0.8
+
+
+# --- binary classifiers with a single output ------------------------------------------------
+
+BINARY_FILE = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    def build():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(4, 1))
+
+    def build_n(num_classes=1):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(4, num_classes))
+""")
+
+
+def test_single_output_classifiers_are_binary(tmp_path: Path) -> None:
+    (tmp_path / "binary.py").write_text(BINARY_FILE)
+    arch = f"{tmp_path / 'binary.py'}:build"
+    m = load_model(arch, labels=["normal", "fracture"], device="cpu")
+    assert m.labels == ["normal", "fracture"] and m.num_outputs == 1
+    one = load_model(arch, labels=["fracture"], device="cpu")
+    assert one.labels == ["not fracture", "fracture"] and one.num_outputs == 1
+    plain = load_model(arch, device="cpu")
+    assert plain.labels is None and plain.num_outputs == 1
+    # other mismatches are still refused, as are two names for one multilabel/regression output
+    with pytest.raises(ModelLoadError, match=r"3 labels given but .*build has 1 outputs"):
+        load_model(arch, labels=["a", "b", "c"], device="cpu")
+    for task in ("multilabel", "regression"):
+        with pytest.raises(ModelLoadError, match=r"2 labels given but .*build has 1 outputs"):
+            load_model(arch, labels=["normal", "fracture"], task=task, device="cpu")
+
+
+def test_binary_class_names_from_a_checkpoint_with_a_single_output_head(tmp_path: Path) -> None:
+    (tmp_path / "binary.py").write_text(BINARY_FILE)
+    torch.manual_seed(9)
+    ref = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1)
+    ).eval()
+    torch.save(
+        {"model_state_dict": ref.state_dict(), "class_names": ["normal", "fracture"]},
+        tmp_path / "w.pth",
+    )
+    for factory in ("build", "build_n"):  # build_n would be given num_classes=2 by the names
+        m = load_model(
+            f"{tmp_path / 'binary.py'}:{factory}", checkpoint=tmp_path / "w.pth", device="cpu"
+        )
+        assert m.labels == ["normal", "fracture"] and m.num_outputs == 1
+        assert outputs_equal(m.module, ref)
+    timm_ref = tiny_timm(1)
+    torch.save(
+        {"state_dict": timm_ref.state_dict(), "class_names": ["neg", "pos"]}, tmp_path / "t.pth"
+    )
+    t = load_model("timm:test_resnet", checkpoint=tmp_path / "t.pth", device="cpu")
+    assert t.labels == ["neg", "pos"] and t.num_outputs == 1 and outputs_equal(t.module, timm_ref)
+    # an explicit num_classes=2 is the output width: a 1-output checkpoint does not fit it
+    with pytest.raises(CheckpointError, match=r"shape conflicts"):
+        load_model("timm:test_resnet", checkpoint=tmp_path / "t.pth", num_classes=2, device="cpu")
+
+
+def test_hugging_face_message_recommends_a_factory_not_torchscript() -> None:
+    with pytest.raises(ModelLoadError) as e:
+        load_model("hf:some/dir", device="cpu")
+    msg = str(e.value)
+    assert "FILE.py:FACTORY" in msg and "torchscript" not in msg.lower()
+    assert "jit" not in msg and "\n" not in msg

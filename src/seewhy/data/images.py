@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seewhy.core.errors import ImageError
+from seewhy.core.errors import ImageError, UsageError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -35,14 +35,29 @@ class DecodedImage:
     path: str | None = None
 
 
-def decode_image(source: str | Path | bytes | Image) -> DecodedImage:
+BIT_DEPTHS = ("minmax", "full")
+
+
+def decode_image(source: str | Path | bytes | Image, bit_depth: str = "minmax") -> DecodedImage:
     """Decode a file path, bytes or PIL image into an upright 8-bit RGB image.
 
     EXIF orientation is applied. Transparent images (RGBA, LA, palette with transparency) are
-    composed over white, the background most scans and screenshots assume. 16-bit, 32-bit and
-    float images are stretched from their own min..max to 0..255 (X-rays often use 12 of 16
-    bits). CMYK is converted to RGB. One-channel sources, and RGB ones whose three channels are
-    equal, are flagged ``grayscale``.
+    composed over white, the background most scans and screenshots assume. CMYK is converted to
+    RGB. One-channel sources, and RGB ones whose three channels are equal, are flagged
+    ``grayscale``.
+
+    16-bit, 32-bit and float images become 8-bit as ``bit_depth`` says (a model card's
+    ``[preprocess] bit_depth``):
+
+    - ``"minmax"`` (default): stretched from the image's own min..max to 0..255 (X-rays often
+      use 12 of 16 bits; each image gets full contrast, but brightness is not comparable
+      between images);
+    - ``"full"``: divided by the type's full range, so one value is one grey level in every
+      image: 16-bit by 65535; 32-bit integers by 65535 when they lie in 0..65535 (16-bit data
+      PIL reads as mode ``I``), else min..max, since they have no usable full range; floats as
+      0..1 when they lie in it, else min..max.
+
+    8-bit images are the same either way.
 
     The whole file is decoded here (not lazily), so a truncated file fails now, with its name.
     PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is respected, not changed:
@@ -51,8 +66,15 @@ def decode_image(source: str | Path | bytes | Image) -> DecodedImage:
     Raises:
         ImageError: a missing file, a folder, an unreadable file, not an image, a corrupt or
             truncated image, an image above the size limit, or an unsupported pixel mode.
+        UsageError: an unknown ``bit_depth``.
     """
     from PIL import Image as PILImage
+
+    if bit_depth not in BIT_DEPTHS:
+        raise UsageError(
+            f"bit_depth={bit_depth!r}: expected 'minmax' (stretch each image min..max) or "
+            "'full' (divide 16-bit values by 65535); in a model card: [preprocess] bit_depth"
+        )
     from PIL import ImageOps, UnidentifiedImageError
 
     path: str | None = None
@@ -98,7 +120,7 @@ def decode_image(source: str | Path | bytes | Image) -> DecodedImage:
         img = ImageOps.exif_transpose(img) or img
     mode = img.mode
     try:
-        rgb, gray = _to_rgb(img)
+        rgb, gray = _to_rgb(img, bit_depth)
     except ValueError as exc:  # e.g. a mode PIL cannot convert to RGB
         raise ImageError(
             f"image {name} has pixel mode {mode}, which cannot be turned into RGB ({exc}); "
@@ -107,7 +129,7 @@ def decode_image(source: str | Path | bytes | Image) -> DecodedImage:
     return DecodedImage(image=rgb, grayscale=gray, mode=mode, path=path)
 
 
-def _to_rgb(img: Any) -> tuple[Image, bool]:
+def _to_rgb(img: Any, bit_depth: str = "minmax") -> tuple[Image, bool]:
     import numpy as np
     from PIL import Image as PILImage
 
@@ -115,7 +137,18 @@ def _to_rgb(img: Any) -> tuple[Image, bool]:
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(img, dtype=np.float64)
         lo, hi = float(a.min()), float(a.max())
-        scaled = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo) * 255.0
+        full = None
+        if bit_depth == "full":
+            if mode.startswith("I;16") or (mode == "I" and lo >= 0 and hi <= 65535):
+                full = 65535.0
+            elif mode == "F" and lo >= 0 and hi <= 1:
+                full = 1.0
+        if full is not None:
+            scaled = a / full * 255.0
+        elif hi <= lo:
+            scaled = np.zeros_like(a)
+        else:
+            scaled = (a - lo) / (hi - lo) * 255.0
         gray = PILImage.fromarray(np.round(scaled).astype(np.uint8))
         return gray.convert("RGB"), True
     if mode == "P":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -49,11 +51,12 @@ def load_model(
     """Build the model a card or arch string describes and load its checkpoint.
 
     Args:
-        spec: a model card (``.toml``, SPEC section 3) or an arch string: ``timm:NAME``,
+        spec: a model card (``.toml``, SPEC section 3), an arch string: ``timm:NAME``,
             ``torchvision:NAME``, ``FILE.py:FACTORY``, ``package.module:FACTORY``,
-            ``torchscript:FILE``.
+            ``torchscript:FILE``, or a checkpoint that records its architecture
+            (``model_name``/``arch`` beside the weights, or in a ``.safetensors`` header).
         checkpoint: weights to load (overrides the card's); ``.pt/.pth/.bin`` or
-            ``.safetensors``.
+            ``.safetensors``. Not with a checkpoint as ``spec``.
         labels, num_classes, task, layer, name, preprocess: override the card's values.
         trust_checkpoint: allow checkpoints that need full unpickling (runs code).
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``; default cuda when available.
@@ -62,9 +65,15 @@ def load_model(
     checkpoint's metadata (``num_classes``, ``class_names``), the shape of the checkpoint's
     classifier head (timm: ``get_classifier()``; otherwise the last ``nn.Linear``), the
     architecture's default. Labels: ``labels``, the card, the checkpoint's ``class_names``.
-    Name: ``name``, the card's ``name``, the card file's stem, the arch's NAME part. With no
-    ``arch`` in the card, the checkpoint's ``arch``/``model_name`` is used (a bare name is timm's
-    if timm knows it, else torchvision's). Relative paths in a card are relative to its folder.
+    A classifier with a single output is binary (SPEC section 3): two labels are
+    ``[negative, positive]``, one label ``L`` becomes ``["not L", L]``, and two class names
+    (labels, ``class_names``, ``num_classes = 2`` in the checkpoint) beside a checkpoint whose
+    head has one output keep that one output; ``num_outputs`` stays 1.
+    Name: ``name``, the card's ``name``, the card's or checkpoint's file stem, the arch's NAME
+    part. With no ``arch`` in the card (or a checkpoint as ``spec``), the checkpoint's
+    ``arch``/``model_name`` is used (a bare name is timm's if timm knows it, a pretrained tag
+    such as ``convnextv2_base.fcmae_ft_in22k_in1k`` included, else torchvision's). Relative
+    paths in a card are relative to its folder.
 
     Returns:
         The model, in eval mode on ``device``, with its preprocessing (see
@@ -73,12 +82,22 @@ def load_model(
     Raises:
         ModelLoadError: a bad card, arch string, factory, task, device or override.
         CheckpointError: a missing/unreadable checkpoint, or one that does not fit the
-            architecture (missing/unexpected keys and shape conflicts are listed).
+            architecture (missing/unexpected keys and shape conflicts are listed). What torch's
+            ``load_state_dict(strict=True)`` accepts fits (e.g. no ``num_batches_tracked``).
         UnsafeCheckpointError: the checkpoint needs full unpickling and ``trust_checkpoint``
             is False.
     """
     card, base, default_name, is_card = _read_card(spec)
     arch = card.get("arch") if is_card else str(spec)
+    spec_is_checkpoint = not is_card and _is_checkpoint_path(str(spec))
+    if spec_is_checkpoint:
+        if checkpoint is not None:
+            raise ModelLoadError(
+                f"{spec} is a checkpoint that is the model, and checkpoint={checkpoint} was given "
+                "too: pass one of them, not both (CLI: -m FILE alone, or -m timm:NAME "
+                "--checkpoint FILE)"
+            )
+        arch, default_name = None, Path(str(spec)).stem
     if num_classes is not None and (
         isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
     ):
@@ -94,16 +113,25 @@ def load_model(
     if task not in TASKS:
         raise ModelLoadError(f"{where}: unknown task '{task}'; expected one of {', '.join(TASKS)}")
     dev = _device(device)
-    ckpt_value = checkpoint if checkpoint is not None else card.get("checkpoint")
+    ckpt_value = spec if spec_is_checkpoint else checkpoint
+    ckpt_value = ckpt_value if ckpt_value is not None else card.get("checkpoint")
     ckpt = None
     if ckpt_value:
-        ckpt = Path(ckpt_value) if checkpoint is not None else _relative(base, str(ckpt_value))
+        from_card = checkpoint is None and not spec_is_checkpoint
+        ckpt = _relative(base, str(ckpt_value)) if from_card else Path(ckpt_value)
     weights: dict[str, Tensor] = {}
     meta: dict[str, Any] = {}
     if ckpt is not None:
         weights, meta = load_checkpoint(ckpt, trust_checkpoint=trust_checkpoint)
     if not arch:
         arch = _arch_from_metadata(meta)
+        if not arch and spec_is_checkpoint:
+            raise ModelLoadError(
+                f"checkpoint {spec} names no architecture, so it cannot be the model on its "
+                f"own; pass the architecture and this file (-m timm:NAME --checkpoint {spec}, "
+                "or load_model('timm:NAME', checkpoint=...)), or save it with "
+                "model_name = 'NAME' beside the weights"
+            )
         if not arch:
             which = "its checkpoint does not name one" if ckpt else "it names no checkpoint"
             raise ModelLoadError(
@@ -112,22 +140,31 @@ def load_model(
             )
     arch = str(arch)
     labels = list(labels or card.get("labels") or _meta_labels(meta) or []) or None
-    n = num_classes or card.get("num_classes") or (len(labels) if labels else None)
-    n = n or _int(meta.get("num_classes"))
+    explicit = num_classes or card.get("num_classes")
+    n = explicit or (len(labels) if labels else None) or _int(meta.get("num_classes"))
     module = _build(arch, n, base)
-    if weights and n is None:
+    if weights and not explicit:
         head = _head_outputs(module, weights)
-        if head is not None and head != _out_features(module):
-            module = _build(arch, head, base)
+        binary = head == 1 and task == "classification" and n == 2
+        if head is not None and head != _out_features(module) and (n is None or binary):
+            n = head
+            module = _build(arch, n, base)
     if weights:
         _fit(module, weights, ckpt, arch)
     module = module.to(dev).eval()
     overrides = {**(card.get("preprocess") or {}), **(preprocess or {})}
-    outputs = len(labels) if labels else (n or _out_features(module))
-    if labels and outputs and _out_features(module) not in (None, len(labels)):
+    width = _out_features(module)
+    outputs = len(labels) if labels else (n or width)
+    if labels and task == "classification" and len(labels) <= 2 and width in (None, 1):
+        # a single output is binary: labels are [negative, positive] or the positive one
+        if len(labels) == 1:
+            labels = [f"not {labels[0]}", labels[0]]
+            outputs = 1
+        elif width == 1:
+            outputs = 1
+    if labels and outputs and width not in (None, outputs):
         raise ModelLoadError(
-            f"{len(labels)} labels given but {arch} has {_out_features(module)} outputs; fix "
-            "labels or num_classes"
+            f"{len(labels)} labels given but {arch} has {width} outputs; fix labels or num_classes"
         )
     return Model(
         module=module,
@@ -142,6 +179,13 @@ def load_model(
         preprocess=resolve_preprocess(module, arch, overrides),
         inputs=dict(card.get("inputs") or {}),
     )
+
+
+def _is_checkpoint_path(text: str) -> bool:
+    """Whether an arch string is a checkpoint file (``best.pth``), not ``torchscript:m.pt``."""
+    if Path(text).suffix.lower() not in CHECKPOINT_SUFFIXES:
+        return False
+    return ":" not in text or bool(re.match(r"[A-Za-z]:[\\/]", text)) or Path(text).is_file()
 
 
 def _read_card(spec: str | Path) -> tuple[dict[str, Any], Path, str | None, bool]:
@@ -225,14 +269,24 @@ def _short(arch: str) -> str:
 
 
 def _arch_from_metadata(meta: dict[str, Any]) -> str | None:
+    """``timm:NAME`` / ``torchvision:NAME`` for the architecture a checkpoint names.
+
+    A bare name is timm's if timm knows it, a pretrained tag included
+    (``convnextv2_base.fcmae_ft_in22k_in1k``; so is a ``hf_hub:timm/NAME`` id), else
+    torchvision's.
+    """
     name = meta.get("arch") or meta.get("model_name")
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name.strip():
         return None
+    name = name.strip()
+    hub = re.fullmatch(r"hf[_-]hub:timm/([\w.\-]+)", name)
+    if hub:
+        name = hub.group(1)
     if ":" in name:
         return name
     import timm
 
-    if timm.is_model(name):
+    if timm.is_model(name.partition(".")[0]):
         return f"timm:{name}"
     import torchvision
 
@@ -240,8 +294,21 @@ def _arch_from_metadata(meta: dict[str, Any]) -> str | None:
         return f"torchvision:{name}"
     raise ModelLoadError(
         f"the checkpoint names the architecture '{name}', which neither timm nor torchvision "
-        "knows; set arch in the model card"
+        "knows; set arch in a model card, or pass -m ARCH --checkpoint FILE"
     )
+
+
+def _timm_name(rest: str) -> str:
+    """The name to give ``timm.create_model``: ``NAME.TAG`` when timm knows the pretrained tag
+    (its data config then comes with the model, weights are never fetched), else ``NAME``."""
+    import timm
+
+    base, _, tag = rest.partition(".")
+    if not timm.is_model(base):
+        raise ModelLoadError(f"timm has no model '{rest}'{did_you_mean(base, timm.list_models())}")
+    if tag and rest in timm.list_pretrained(rest):
+        return rest
+    return base
 
 
 def _build(arch: str, n: int | None, base: Path) -> nn.Module:
@@ -251,12 +318,8 @@ def _build(arch: str, n: int | None, base: Path) -> nn.Module:
     if kind == "timm":
         import timm
 
-        if not timm.is_model(rest):
-            raise ModelLoadError(
-                f"timm has no model '{rest}'{did_you_mean(rest, timm.list_models())}"
-            )
         kwargs: dict[str, Any] = {"num_classes": n} if n is not None else {}
-        module = timm.create_model(rest, pretrained=False, **kwargs)
+        module = timm.create_model(_timm_name(rest), pretrained=False, **kwargs)
     elif kind == "torchvision":
         import torchvision
 
@@ -279,16 +342,16 @@ def _build(arch: str, n: int | None, base: Path) -> nn.Module:
             ) from None
     elif kind == "hf":
         raise ModelLoadError(
-            f"'{arch}': Hugging Face models are not supported yet; export it with torch.jit.trace "
-            "and use torchscript:FILE, or wrap it in a FILE.py:FACTORY"
+            f"'{arch}': Hugging Face models are not supported yet; wrap it in a FILE.py:FACTORY "
+            "whose function loads it (e.g. AutoModelForImageClassification.from_pretrained(DIR)) "
+            "and returns a module whose forward(pixel_values) gives the logits"
         )
     elif ":" in arch:
         module = _from_factory(arch, n, base)
     elif Path(arch).suffix.lower() in CHECKPOINT_SUFFIXES:
         raise ModelLoadError(
-            f"'{arch}' looks like a checkpoint, not a model: pass the architecture as the model "
-            f"(e.g. timm:resnet50 or a .toml card) and this file as checkpoint= "
-            "(CLI: --checkpoint)"
+            f"arch '{arch}' is a checkpoint, not an architecture: set arch to e.g. "
+            f'"timm:resnet50" and checkpoint = "{arch}" in the card'
         )
     else:
         raise ModelLoadError(
@@ -306,7 +369,7 @@ def _from_factory(arch: str, n: int | None, base: Path) -> Any:
         path = _relative(base, target)
         if not path.is_file():
             raise ModelLoadError(f"model file {path} does not exist (arch '{arch}')")
-        mod_name = f"seewhy_user_{abs(hash(str(path.resolve())))}"
+        mod_name = _user_module_name(path)
         spec = importlib.util.spec_from_file_location(mod_name, path)
         if spec is None or spec.loader is None:
             raise ModelLoadError(f"cannot import {path}")
@@ -352,6 +415,16 @@ def _from_factory(arch: str, n: int | None, base: Path) -> Any:
         ) from exc
 
 
+def _user_module_name(path: Path) -> str:
+    """The module name a model file is imported under: the same in every process (pickles of
+    its classes load in DataLoader workers and Ray tasks that load the model first), unique
+    per file (a sha1 of the resolved path, not the salted ``hash()``)."""
+    resolved = str(path.resolve())
+    digest = hashlib.sha1(resolved.encode("utf-8")).hexdigest()[:16]
+    stem = re.sub(r"\W", "_", path.stem, flags=re.ASCII)
+    return f"seewhy_user_{stem}_{digest}"
+
+
 def _head_name(module: nn.Module) -> str | None:
     from torch import nn
 
@@ -380,14 +453,27 @@ def _head_outputs(module: nn.Module, weights: dict[str, Tensor]) -> int | None:
 
 
 def _fit(module: nn.Module, weights: dict[str, Tensor], ckpt: Path | None, arch: str) -> None:
+    """Load ``weights`` into ``module`` when torch's ``load_state_dict(strict=True)`` would
+    accept them (so buffers torch fills in itself, such as batch-norm's
+    ``num_batches_tracked``, may be absent); otherwise list what does not fit."""
     own = module.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    shapes = [
-        f"{k} {list(weights[k].shape)} vs {list(own[k].shape)}"
-        for k in own
-        if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)
+    conflicting = [
+        k for k in own if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)
     ]
+    shapes = [f"{k} {list(weights[k].shape)} vs {list(own[k].shape)}" for k in conflicting]
+    skip = set(conflicting)
+    fitting = {k: v for k, v in weights.items() if k not in skip}
+    try:
+        result = module.load_state_dict(fitting, strict=False)
+    except RuntimeError as exc:  # e.g. a tensor torch cannot copy into the parameter
+        text = str(exc).strip()
+        last = text.splitlines()[-1].strip() if text else type(exc).__name__  # torch's reason
+        raise CheckpointError(
+            f"checkpoint {ckpt} does not fit {arch}: {last[:300]}. Is "
+            "this the right --model / arch?"
+        ) from None
+    missing = [k for k in result.missing_keys if k not in skip]
+    unexpected = list(result.unexpected_keys)
     if missing or unexpected or shapes:
         parts = []
         for label, items in (
@@ -402,7 +488,6 @@ def _fit(module: nn.Module, weights: dict[str, Tensor], ckpt: Path | None, arch:
             f"checkpoint {ckpt} does not fit {arch}: {'; '.join(parts)}. Is this the right "
             "--model / arch, and num_classes or labels?"
         )
-    module.load_state_dict(weights, strict=True)
 
 
 def _device(device: str | None) -> Any:

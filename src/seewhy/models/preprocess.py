@@ -1,18 +1,20 @@
-"""Where preprocessing comes from: the card, else timm's data config, else torchvision's
-weight transforms, else ImageNet constants at 224."""
+"""Where preprocessing comes from: the card, else timm's data config (crop included), else
+torchvision's weight transforms (resize, then centre-crop), else ImageNet constants at 224 with
+no crop."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from seewhy.core.errors import ModelLoadError
-from seewhy.models.model import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from seewhy.models.model import BIT_DEPTHS, CROP_MODES, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 if TYPE_CHECKING:
     from torch import nn
 
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
+KNOWN_KEYS = ("size", "mean", "std", "interpolation", "crop_pct", "crop_mode", "bit_depth")
 
 
 def _positive_int(v: Any) -> bool:
@@ -46,10 +48,39 @@ def _channels(key: str, value: Any) -> tuple[float, ...]:
     return tuple(float(v) for v in value)
 
 
+def _crop_pct(value: Any) -> float:
+    """A card's ``crop_pct``: the share of ``size / crop_pct`` kept by the centre crop."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+    if not ok:
+        raise ModelLoadError(
+            f"[preprocess] crop_pct = {value!r}: expected a number in (0, 1], e.g. crop_pct = "
+            "0.875 (resize to size / crop_pct, then centre-crop size); 1.0 crops nothing"
+        )
+    return float(value)
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ModelLoadError(
+            f"[preprocess] {key} = {value!r}: expected one of {', '.join(choices)}"
+        )
+    return str(value)
+
+
+def _bit_depth(value: Any) -> str:
+    if value not in BIT_DEPTHS:
+        raise ModelLoadError(
+            f'[preprocess] bit_depth = {value!r}: expected "minmax" (stretch each 16-bit image '
+            'from its own min to max) or "full" (divide by 65535)'
+        )
+    return str(value)
+
+
 def _from_timm(module: nn.Module) -> Preprocess | None:
     if not hasattr(module, "pretrained_cfg"):
         return None
     from timm.data import resolve_model_data_config
+    from timm.data.constants import DEFAULT_CROP_PCT
 
     try:
         cfg = resolve_model_data_config(module)
@@ -61,6 +92,8 @@ def _from_timm(module: nn.Module) -> Preprocess | None:
         mean=tuple(float(v) for v in cfg.get("mean", IMAGENET_MEAN)),
         std=tuple(float(v) for v in cfg.get("std", IMAGENET_STD)),
         interpolation=str(cfg.get("interpolation", "bilinear")),
+        crop_pct=float(cfg.get("crop_pct") or DEFAULT_CROP_PCT),
+        crop_mode=str(cfg.get("crop_mode") or "center"),
         source="timm",
     )
 
@@ -73,14 +106,28 @@ def _from_torchvision(name: str) -> Preprocess | None:
         t = weights.DEFAULT.transforms()
     except (ValueError, AttributeError, KeyError):
         return None
-    crop = t.crop_size[0] if isinstance(t.crop_size, (list, tuple)) else t.crop_size
+    crop = _first(getattr(t, "crop_size", None))
+    resize = _first(getattr(t, "resize_size", None))
+    if crop is None:
+        return None
+    # Resize(resize) on the shorter side then CenterCrop(crop) is timm's "center" mode at
+    # crop_pct = crop / resize (floor(crop / crop_pct) == resize for every torchvision weight).
     return Preprocess(
-        size=(int(crop), int(crop)),
+        size=(crop, crop),
         mean=tuple(float(v) for v in t.mean),
         std=tuple(float(v) for v in t.std),
         interpolation=str(getattr(t.interpolation, "value", "bilinear")),
+        crop_pct=crop / resize if resize else 1.0,
+        crop_mode="center" if resize else "squash",
         source="torchvision",
     )
+
+
+def _first(value: Any) -> int | None:
+    """torchvision keeps sizes as ``[n]``."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if len(value) == 1 else None
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def resolve_preprocess(
@@ -94,8 +141,14 @@ def resolve_preprocess(
             weights' transforms (metadata only, nothing is downloaded), anything else a timm
             config if the module has one, else ImageNet mean/std at 224x224.
         overrides: the card's / caller's ``size`` (int or ``[h, w]``), ``mean``, ``std``,
-            ``interpolation``; each given key replaces the default and ``source`` becomes
-            ``"card"``.
+            ``interpolation``, ``crop_pct`` (in (0, 1]), ``crop_mode`` (``center``, ``squash``,
+            ``border``), ``bit_depth`` (``minmax``, ``full``); each given key replaces the
+            default and ``source`` becomes ``"card"``.
+
+    Defaults: timm's data config gives size, mean, std, interpolation, ``crop_pct`` and
+    ``crop_mode``; torchvision's transforms give ``crop_pct = crop_size / resize_size`` in
+    ``center`` mode; otherwise ImageNet mean/std at 224 with no crop (``squash`` at 1.0).
+    ``bit_depth`` defaults to ``minmax``.
 
     Raises:
         ModelLoadError: an unknown key or a value of the wrong form, naming it.
@@ -110,12 +163,11 @@ def resolve_preprocess(
     base = base or Preprocess()
     if not overrides:
         return base
-    known = {"size", "mean", "std", "interpolation"}
-    unknown = set(overrides) - known
+    unknown = set(overrides) - set(KNOWN_KEYS)
     if unknown:
         raise ModelLoadError(
             f"unknown [preprocess] key(s) {', '.join(sorted(unknown))}; expected "
-            f"{', '.join(sorted(known))}"
+            f"{', '.join(sorted(KNOWN_KEYS))}"
         )
     interpolation = overrides.get("interpolation", base.interpolation)
     if "interpolation" in overrides and interpolation not in INTERPOLATIONS:
@@ -135,5 +187,14 @@ def resolve_preprocess(
         mean=mean,
         std=std,
         interpolation=str(interpolation),
+        crop_pct=_crop_pct(overrides["crop_pct"]) if "crop_pct" in overrides else base.crop_pct,
+        crop_mode=(
+            _choice("crop_mode", overrides["crop_mode"], CROP_MODES)
+            if "crop_mode" in overrides
+            else base.crop_mode
+        ),
+        bit_depth=_bit_depth(overrides["bit_depth"])
+        if "bit_depth" in overrides
+        else base.bit_depth,
         source="card",
     )
