@@ -60,7 +60,13 @@ Model = Annotated[
 
 @app.command()
 def explain(
-    images: Annotated[list[Path] | None, typer.Argument(help="Image files to explain.")] = None,
+    images: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Image files, folders of images (recursively; in a <class>/ layout the folder "
+            "is the true label) or a CSV/Parquet manifest."
+        ),
+    ] = None,
     model: Model = [],  # noqa: B006 - typer reads the default
     method: Annotated[
         str,
@@ -91,10 +97,13 @@ def explain(
     data: Annotated[
         Path | None, typer.Option(help="A manifest (CSV/Parquet) instead of IMAGEs.")
     ] = None,
-    sample: Annotated[int | None, typer.Option(help="N random manifest rows (seeded).")] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(help="N random samples of the manifest, folders or images (seeded)."),
+    ] = None,
     id_col: Annotated[
         str | None,
-        typer.Option(help="Manifest id column [default: id if present, else the file stem]."),
+        typer.Option(help="Manifest id column [default: id if present, else the image path]."),
     ] = None,
     image_col: Annotated[str, typer.Option(help="Manifest image column.")] = "image_path",
     target_col: Annotated[
@@ -120,28 +129,16 @@ def explain(
       seewhy explain xray1.png xray2.png -m convnext.toml -m effnet.toml --method gradcam,scorecam
       seewhy explain xray1.png -m timm:resnet50 --checkpoint best.pth --labels normal,fracture
       seewhy explain --data cases.csv --sample 20 --seed 1 -m convnext.toml --out review
+      seewhy explain data/test --sample 10 -m best.toml --target true
     """
 
     def work() -> int:
-        from seewhy.data.samples import from_manifest, from_paths
+        from seewhy.data.samples import from_inputs, from_manifest
         from seewhy.jobs.workflow import ExplainOptions, run_explain
         from seewhy.render.console import print_summary
 
         if images and data:
             raise _usage("give IMAGE paths or --data MANIFEST, not both")
-        if not data:
-            given = [
-                flag
-                for flag, value in (
-                    ("--sample", sample),
-                    ("--id-col", id_col),
-                    ("--target-col", target_col),
-                    ("--image-col", None if image_col == "image_path" else image_col),
-                )
-                if value is not None
-            ]
-            if given:
-                raise _usage(f"{given[0]} reads a manifest: pass --data MANIFEST with it")
         samples = (
             from_manifest(
                 data,
@@ -152,7 +149,14 @@ def explain(
                 seed=seed,
             )
             if data
-            else from_paths(images or [])
+            else from_inputs(
+                images or [],
+                sample=sample,
+                seed=seed,
+                id_col=id_col,
+                image_col=None if image_col == "image_path" else image_col,
+                target_col=target_col,
+            )
         )
         opts = ExplainOptions(
             methods=_split([method]),

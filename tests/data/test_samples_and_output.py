@@ -11,11 +11,14 @@ from seewhy.data.output import OutputFolder, done_results, new_summary, validate
 from seewhy.data.samples import from_manifest, from_paths, safe_id, unique_ids
 
 
-def test_ids_are_file_safe_and_unique() -> None:
+def test_ids_are_file_safe_and_unique(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     assert safe_id("../etc/pass wd") == "etc_pass_wd"
     assert safe_id("...") == "sample"
     assert unique_ids(["a", "a", "b", "a"]) == ["a", "a-2", "b", "a-3"]
-    assert [s.id for s in from_paths(["x/scan.png", "y/scan.png"])] == ["scan", "scan-2"]
+    assert unique_ids(["a", "a", "a-2"]) == ["a", "a-3", "a-2"]
+    # sample ids name each file by its folder, never by a counter (tests/data/test_sample_ids.py)
+    assert [s.id for s in from_paths(["x/scan.png", "y/scan.png"])] == ["x__scan", "y__scan"]
 
 
 def test_manifest_paths_relative_to_manifest_and_seeded_sample(tmp_path: Path) -> None:

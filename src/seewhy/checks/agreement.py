@@ -45,13 +45,18 @@ def rank_correlation(a: Tensor, b: Tensor) -> float:
 
 
 def top_iou(a: Tensor, b: Tensor, fraction: float = 0.1) -> float:
-    """IoU of the two maps' top ``fraction`` of pixels."""
-    import torch
+    """IoU of the two maps' top ``fraction`` of pixels, honest about ties.
 
+    A map's top set is every pixel whose value is >= its k-th largest value
+    (``k = ceil(fraction * pixels)``, between 1 and all pixels), so pixels tied at the threshold
+    are all in or all out (never split by their index), and strictly above the map's minimum, so
+    the flat background of a sparse map is never "top". A constant map therefore has no top
+    region; when neither map has one the result is 0.0, as :func:`rank_correlation` gives 0 for
+    constant maps.
+    """
     x, y = _common(a, b)
-    k = max(1, math.ceil(fraction * x.numel()))
-    ta = torch.zeros_like(x, dtype=torch.bool)
-    tb = torch.zeros_like(y, dtype=torch.bool)
-    ta[x.topk(k).indices] = True
-    tb[y.topk(k).indices] = True
-    return float((ta & tb).sum()) / float((ta | tb).sum())
+    n = x.numel()
+    k = min(n, max(1, math.ceil(round(fraction * n, 9))))  # 0.07 * 100 is 7.000000000000001
+    ta, tb = (m.ge(m.topk(k).values[-1]) & m.gt(m.min()) for m in (x, y))
+    union = int((ta | tb).sum())
+    return int((ta & tb).sum()) / union if union else 0.0

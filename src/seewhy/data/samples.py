@@ -1,18 +1,26 @@
-"""Samples to explain: from image paths or a manifest (CSV / Parquet), with safe ids."""
+"""Samples to explain: from image files, folders or manifests (CSV / Parquet), with stable ids."""
 
 from __future__ import annotations
 
 import csv
+import math
+import os
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from seewhy.core.errors import UsageError, did_you_mean
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_MAX_ID = 120
+_IMAGE_ORDER = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = frozenset(_IMAGE_ORDER)
+"""What a folder's images are named (compared in lower case)."""
+MANIFEST_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
+"""A file named so, given where images are, is read as a manifest (SPEC section 2)."""
 
 
 @dataclass(frozen=True)
@@ -45,21 +53,263 @@ def safe_id(raw: str) -> str:
 
 
 def unique_ids(raw: Sequence[str]) -> list[str]:
-    """Safe ids, made unique with ``-2``, ``-3`` ... suffixes."""
-    seen: dict[str, int] = {}
+    """File-safe names made unique, for names that are labels only (model names).
+
+    The first of each name keeps it; a repeat gets the lowest ``-2``, ``-3`` ... suffix that no
+    name in ``raw`` has, so a name given as is is never taken (``a, a, a-2`` -> ``a, a-3,
+    a-2``). Names are compared case-insensitively: they become folder and file names, and
+    ``M`` and ``m`` are one file on macOS and Windows. Sample ids are never renamed like this:
+    see :func:`sample_ids`.
+    """
+    bases = [safe_id(r) for r in raw]
+    reserved = {b.casefold() for b in bases}
+    used: set[str] = set()
     out = []
-    for r in raw:
-        base = safe_id(r)
-        n = seen.get(base, 0) + 1
-        seen[base] = n
-        out.append(base if n == 1 else f"{base}-{n}")
+    for base in bases:
+        name = base
+        if base.casefold() in used:
+            n = 2
+            while f"{base}-{n}".casefold() in reserved:
+                n += 1
+            name = f"{base}-{n}"
+            reserved.add(name.casefold())
+        used.add(name.casefold())
+        out.append(name)
     return out
 
 
+def path_id(path: str | Path, root: str | Path | None = None, *, keep_suffix: bool = False) -> str:
+    """The stable sample id of an image path: its path relative to ``root``, else to the current
+    folder, else (outside both) the path without its anchor (``/data/x/a.png`` ->
+    ``data__x__a``); each folder level file-safe and joined by ``__``, the extension dropped
+    unless ``keep_suffix``. Ids longer than 120 characters keep their end (the file name)."""
+    p = Path(os.path.abspath(path))
+    for base in (root, os.getcwd()):
+        if base is None:
+            continue
+        try:
+            parts = p.relative_to(os.path.abspath(base)).parts
+            break
+        except ValueError:
+            continue
+    else:
+        parts = p.parts[1:] if p.anchor else p.parts
+    if parts and not keep_suffix:
+        parts = (*parts[:-1], Path(parts[-1]).stem)
+    joined = "__".join(safe_id(part) for part in parts) or "sample"
+    return joined if len(joined) <= _MAX_ID else joined[-_MAX_ID:].lstrip("._-") or "sample"
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A sample before its id is settled: where it came from and the ids it may take."""
+
+    sample: Sample  # id still empty
+    source: str  # how an error names it
+    id: str
+    id_with_suffix: str | None = None  # path-derived ids only: for same-stem files
+    manifest: Path | None = None  # explicit ids only: the manifest, the row (1-based) and
+    row: int = 0  # the id as written there
+    raw_id: str | None = None
+
+
+def _path_draft(path: Path, root: Path | None, source: str, target: str | None = None) -> _Draft:
+    return _Draft(
+        sample=Sample(id="", image_path=str(path), target=target),
+        source=source,
+        id=path_id(path, root),
+        id_with_suffix=path_id(path, root, keep_suffix=True),
+    )
+
+
+def _settle(drafts: Sequence[_Draft]) -> list[Sample]:
+    """Each draft's id, unique and stable: path ids that clash keep their extension; any id
+    still shared (compared case-insensitively, as file names on macOS and Windows) is a
+    UsageError naming both inputs, never a counter that depends on what else was given."""
+    groups: dict[str, list[int]] = {}
+    for i, d in enumerate(drafts):
+        groups.setdefault(d.id.casefold(), []).append(i)
+    chosen = [d.id for d in drafts]
+    for members in groups.values():
+        if len(members) > 1:
+            for i in members:
+                chosen[i] = drafts[i].id_with_suffix or chosen[i]
+    first: dict[str, int] = {}
+    for i, sid in enumerate(chosen):
+        j = first.setdefault(sid.casefold(), i)
+        if j != i:
+            raise _clash(drafts[j], drafts[i], sid)
+    return [replace(d.sample, id=sid) for d, sid in zip(drafts, chosen, strict=True)]
+
+
+def _clash(a: _Draft, b: _Draft, sid: str) -> UsageError:
+    if a.manifest is not None and a.manifest == b.manifest and a.raw_id == b.raw_id:
+        return UsageError(
+            f"manifest {a.manifest} repeats id '{a.raw_id}' (rows {a.row} and {b.row}); sample ids "
+            "name the output folders, so the id column (--id-col) needs unique values"
+        )
+    fix = (
+        "give the manifest an id column with unique values (--id-col COL)"
+        if a.manifest is not None or b.manifest is not None
+        else "rename one, or list the images in a manifest with an id column of unique values "
+        "(--data MANIFEST --id-col COL)"
+    )
+    return UsageError(
+        f"{a.source} and {b.source} would both get the sample id '{sid}', and one's outputs "
+        f"would overwrite the other's; {fix}"
+    )
+
+
+def _pick(samples: list[Sample], sample: int | None, seed: int) -> list[Sample]:
+    """All samples, or ``sample`` of them drawn at random (seeded), in their order."""
+    if sample is None:
+        return samples
+    keep = sorted(random.Random(seed).sample(range(len(samples)), min(sample, len(samples))))
+    return [samples[i] for i in keep]
+
+
+def _check_sample(sample: int | None) -> None:
+    if sample is not None and sample < 1:
+        raise UsageError(f"--sample must be >= 1, got {sample}")
+
+
+def sample_ids(paths: Sequence[str | Path], root: str | Path | None = None) -> list[str]:
+    """Stable, unique ids for image paths (see :func:`path_id`); the same path twice gets the
+    same id.
+
+    Raises:
+        UsageError: two different paths that would share an id even with their extensions.
+    """
+    drafts: dict[str, _Draft] = {}
+    for p in paths:
+        drafts.setdefault(_path_key(p), _path_draft(Path(p), _root(root), repr(str(p))))
+    by_key = {k: s.id for k, s in zip(drafts, _settle(list(drafts.values())), strict=True)}
+    return [by_key[_path_key(p)] for p in paths]
+
+
+def _root(root: str | Path | None) -> Path | None:
+    return None if root is None else Path(root)
+
+
+def _path_key(path: str | Path) -> str:
+    return os.path.normcase(os.path.abspath(path))
+
+
 def from_paths(paths: Sequence[str | Path]) -> list[Sample]:
-    """Samples for image paths given on the command line (id = file stem)."""
-    ids = unique_ids([Path(p).stem for p in paths])
-    return [Sample(id=i, image_path=str(p)) for i, p in zip(ids, paths, strict=True)]
+    """Samples for image files (see :func:`from_inputs` for folders and manifests)."""
+    return from_inputs(paths)
+
+
+def folder_images(folder: str | Path) -> list[Path]:
+    """The images in ``folder``, recursively, as paths relative to it, sorted by their parts.
+
+    Images: files named ``*.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``
+    (any case). Hidden files and folders (``.name``) are skipped, and links to folders are not
+    followed.
+
+    Raises:
+        UsageError: a subfolder that cannot be read.
+    """
+    folder = Path(folder)
+
+    def unreadable(exc: OSError) -> None:
+        raise UsageError(
+            f"cannot read folder {exc.filename}: {exc.strerror}; fix its permissions or pass "
+            "the images another way"
+        ) from exc
+
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                found.append(Path(dirpath, name).relative_to(folder))
+    return sorted(found, key=lambda p: p.parts)
+
+
+def _folder_drafts(folder: Path) -> list[_Draft]:
+    found = folder_images(folder)
+    if not found:
+        raise UsageError(
+            f"folder {folder} has no images ({', '.join(s[1:] for s in _IMAGE_ORDER)}, "
+            "searched recursively, hidden files skipped); pass a folder of images"
+        )
+    labelled = all(len(rel.parts) > 1 for rel in found)  # the <class>/ layout
+    return [
+        _path_draft(
+            folder / rel, folder, repr(str(folder / rel)), rel.parts[0] if labelled else None
+        )
+        for rel in found
+    ]
+
+
+def from_inputs(
+    paths: Sequence[str | Path],
+    *,
+    sample: int | None = None,
+    seed: int = 0,
+    id_col: str | None = None,
+    image_col: str | None = None,
+    target_col: str | None = None,
+    text_col: str | None = None,
+    mask_col: str | None = None,
+) -> list[Sample]:
+    """Samples for what a user lists: image files, folders and manifests (SPEC section 2).
+
+    A folder means its images, recursively (:func:`folder_images`); when every image sits in a
+    subfolder (the ``<class>/`` layout) the first subfolder is its true label
+    (``Sample.target``). A ``.csv``/``.parquet`` file is a manifest, read as
+    :func:`from_manifest` reads it with the column arguments. The same file given twice (or
+    found twice) is one sample.
+
+    Ids are stable across reruns, never a counter: a manifest's id column, else the image's
+    path relative to the folder given (or the manifest's folder) or else to the current folder
+    (:func:`path_id`); files that share a stem keep their extension (``a.png``, ``a.jpg``).
+
+    Args:
+        sample: if given, that many samples drawn at random (seeded by ``seed``) from all of
+            them, in their order (inputs in the order given, a folder's images sorted).
+
+    Raises:
+        UsageError: a folder without images, a column argument with no manifest given, two
+            inputs that would share an id, ``sample < 1``, and what :func:`from_manifest`
+            raises.
+    """
+    _check_sample(sample)
+    manifests = [Path(p) for p in paths if Path(p).suffix.lower() in MANIFEST_SUFFIXES]
+    if not manifests:
+        for flag, value in (
+            ("--id-col", id_col),
+            ("--image-col", image_col),
+            ("--target-col", target_col),
+            ("--text-col", text_col),
+            ("--mask-col", mask_col),
+        ):
+            if value is not None:
+                raise UsageError(
+                    f"{flag} reads a manifest: pass --data MANIFEST (or a .csv/.parquet file) "
+                    "with it"
+                )
+    drafts: list[_Draft] = []
+    seen: set[str] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.suffix.lower() in MANIFEST_SUFFIXES:
+            drafts += _manifest_drafts(
+                p,
+                id_col=id_col,
+                image_col=image_col or "image_path",
+                target_col=target_col,
+                text_col=text_col,
+                mask_col=mask_col,
+            )
+            continue
+        for d in _folder_drafts(p) if p.is_dir() else [_path_draft(p, None, repr(str(raw)))]:
+            key = _path_key(d.sample.image_path)
+            if key not in seen:
+                seen.add(key)
+                drafts.append(d)
+    return _pick(_settle(drafts), sample, seed)
 
 
 def read_table(path: Path) -> list[dict[str, Any]]:
@@ -95,14 +345,44 @@ def from_manifest(
     """Samples from a manifest; relative paths are relative to the manifest's folder.
 
     Args:
-        id_col: the id column; by default ``id`` when the manifest has one, else each image's
-            file stem. A column named here must exist.
+        id_col: the id column; by default ``id`` when the manifest has one. A column named here
+            must exist. Rows without an id get their image's path relative to the manifest's
+            folder (:func:`path_id`), as :func:`from_inputs` gives files.
         sample: if given, that many rows drawn at random (seeded by ``seed``), in file order.
+            Ids do not depend on the rows drawn.
 
     Raises:
-        UsageError: a missing manifest, no rows, a named column it lacks, ``sample < 1``.
+        UsageError: a missing manifest, no rows, a named column it lacks, a repeated id,
+            ``sample < 1``.
     """
     path = Path(path)
+    drafts = _manifest_drafts(
+        path,
+        id_col=id_col,
+        image_col=image_col,
+        target_col=target_col,
+        text_col=text_col,
+        mask_col=mask_col,
+    )
+    _check_sample(sample)
+    return _pick(_settle(drafts), sample, seed)
+
+
+def _blank(value: Any) -> bool:
+    return (
+        value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip()
+    )
+
+
+def _manifest_drafts(
+    path: Path,
+    *,
+    id_col: str | None,
+    image_col: str,
+    target_col: str | None,
+    text_col: str | None,
+    mask_col: str | None,
+) -> list[_Draft]:
     rows = read_table(path)
     if not rows:
         raise UsageError(f"manifest {path} has no rows")
@@ -119,34 +399,40 @@ def from_manifest(
                 f"manifest {path} has no column '{col}' ({flag}){did_you_mean(col, columns)} "
                 f"Columns: {', '.join(columns)}"
             )
-    if sample is not None:
-        if sample < 1:
-            raise UsageError(f"--sample must be >= 1, got {sample}")
-        keep = sorted(random.Random(seed).sample(range(len(rows)), min(sample, len(rows))))
-        rows = [rows[i] for i in keep]
     base = path.parent
     id_col = id_col or "id"
 
     def resolve(value: Any) -> str | None:
-        if value is None or str(value).strip() == "":
+        if _blank(value):
             return None
         p = Path(str(value))
         return str(p if p.is_absolute() else base / p)
 
-    raw_ids = [
-        str(r[id_col]) if id_col in r and str(r[id_col]).strip() else Path(str(r[image_col])).stem
-        for r in rows
-    ]
-    out = []
-    for sid, r in zip(unique_ids(raw_ids), rows, strict=True):
-        out.append(
-            Sample(
-                id=sid,
-                image_path=resolve(r[image_col]) or "",
-                text=None if text_col is None else str(r[text_col]),
-                target=None if target_col is None else str(r[target_col]),
-                mask_path=None if mask_col is None else resolve(r[mask_col]),
-                row=r,
-            )
+    drafts = []
+    for n, r in enumerate(rows, start=1):
+        image = resolve(r[image_col])
+        s = Sample(
+            id="",
+            image_path=image or "",
+            text=None if text_col is None else str(r[text_col]),
+            target=None if target_col is None else str(r[target_col]),
+            mask_path=None if mask_col is None else resolve(r[mask_col]),
+            row=r,
         )
-    return out
+        source = f"row {n} of manifest {path} ({r[image_col]!r})"
+        if id_col in r and not _blank(r[id_col]):
+            raw_id = str(r[id_col]).strip()
+            source = f"row {n} of manifest {path} (id {raw_id!r})"
+            drafts.append(_Draft(s, source, safe_id(raw_id), manifest=path, row=n, raw_id=raw_id))
+        elif image is None:
+            drafts.append(_Draft(s, source, f"row-{n}"))
+        else:
+            drafts.append(
+                _Draft(
+                    s,
+                    source,
+                    path_id(image, base),
+                    id_with_suffix=path_id(image, base, keep_suffix=True),
+                )
+            )
+    return drafts
