@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from seewhy.core.errors import UsageError, did_you_mean
@@ -51,6 +51,26 @@ def method_class(name: str) -> type:
             f"Available: {', '.join(_METHODS)}."
         )
     return _METHODS[key]
+
+
+def canonical_name(name: str) -> str:
+    """The registered name for ``name``, an alias or a differently written one
+    (``GradCAM`` -> ``gradcam``, ``gradcampp`` -> ``gradcam++``); a did-you-mean error otherwise.
+
+    Every front door (CLI, ``seewhy.explain``) canonicalises method names once, so results,
+    agreement and resume all key on the same name.
+    """
+    return str(method_class(name).name)  # type: ignore[attr-defined]
+
+
+def canonical_names(names: Sequence[str]) -> list[str]:
+    """:func:`canonical_name` of each, duplicates (``gradcam,GradCAM``) dropped, order kept."""
+    out: list[str] = []
+    for n in names:
+        c = canonical_name(n)
+        if c not in out:
+            out.append(c)
+    return out
 
 
 def create_method(name: str, **params: Any) -> Any:
