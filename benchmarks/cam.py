@@ -275,8 +275,9 @@ def scorecam_rows(
     model = _torchvision("resnet18").eval().to(device)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(images, 3, side, side, generator=gen).to(device)
-    default = create_method("scorecam", layer="layer4", batch_size=batch_size)
-    exact = create_method("scorecam", layer="layer4", batch_size=batch_size, precision="float32")
+    # batch_size is a call-time argument: the largest batch any forward pass sends
+    default = create_method("scorecam", layer="layer4")
+    exact = create_method("scorecam", layer="layer4", precision="float32")
     target = PredictedClass()
 
     def pgc(inputs: torch.Tensor) -> object:
@@ -289,14 +290,16 @@ def scorecam_rows(
 
     funcs: dict[str, Run] = {
         "pytorch-grad-cam ScoreCAM": lambda: pgc(x),
-        "seewhy scorecam (default precision=auto)": lambda: default(model, x, target),
-        "seewhy scorecam precision=float32": lambda: exact(model, x, target),
+        "seewhy scorecam (default precision=auto)": lambda: default(
+            model, x, target, batch_size=batch_size
+        ),
+        "seewhy scorecam precision=float32": lambda: exact(model, x, target, batch_size=batch_size),
     }
     # Warm-up on one small image: each call makes ~1000 forwards, so one-off costs are noise.
     small = x[:1, :, :64, :64]
     pgc(small)
-    exact(model, small, target)
-    default(model, small, target)
+    exact(model, small, target, batch_size=batch_size)
+    default(model, small, target, batch_size=batch_size)
     t = measure(funcs, reps, device, warmup=False)
     base_wall, base_cpu = t["pytorch-grad-cam ScoreCAM"]
     label = f"resnet18 Score-CAM ({images} img, {side}px, batch_size {batch_size})"

@@ -27,7 +27,7 @@ def resnet() -> tuple[nn.Module, torch.Tensor]:
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None, num_classes=5).eval()
-    return model, torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    return model, torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
 
 
 def scorecam(model: nn.Module, x: torch.Tensor, **settings: object) -> Explanation:
