@@ -89,8 +89,8 @@ def explain(
     batch_size: Annotated[
         int,
         typer.Option(
-            help="Inputs per forward pass of methods that run many (Score-CAM's masked "
-            "copies); each image is explained on its own."
+            help="The largest batch any forward pass sends to the model: images are "
+            "explained in groups of this size, Score-CAM's masked copies go in batches of it."
         ),
     ] = 8,
     seed: Annotated[int, typer.Option(help="Seed for --sample and random methods.")] = 0,

@@ -204,8 +204,8 @@ def folder_images(folder: str | Path) -> list[Path]:
     """The images in ``folder``, recursively, as paths relative to it, sorted by their parts.
 
     Images: files named ``*.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``
-    (any case). Hidden files and folders (``.name``) are skipped, and links to folders are not
-    followed.
+    (any case). Hidden files and folders (``.name``) are skipped, links to folders are not
+    followed, and a seewhy output folder (an ``--out`` inside the inputs) is not read.
 
     Raises:
         UsageError: a subfolder that cannot be read.
@@ -220,11 +220,24 @@ def folder_images(folder: str | Path) -> list[Path]:
 
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+        if "summary.json" in filenames and _is_output_folder(Path(dirpath)):
+            dirnames[:] = []  # a seewhy output folder (--out inside the inputs): its figures
+            continue  # are not samples
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 found.append(Path(dirpath, name).relative_to(folder))
     return sorted(found, key=lambda p: p.parts)
+
+
+def _is_output_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a seewhy output folder (its summary.json has our schema)."""
+    try:
+        with (folder / "summary.json").open(encoding="utf-8", errors="replace") as f:
+            head = f.read(200)
+    except OSError:
+        return False
+    return '"schema": "seewhy/' in head
 
 
 def _folder_drafts(folder: Path) -> list[_Draft]:

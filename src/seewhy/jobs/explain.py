@@ -61,14 +61,24 @@ def as_batch(model: Any, inputs: Any) -> Tensor:
 def resolve_methods(
     methods: Sequence[str | Method] | str, layer: str | None, **settings: Any
 ) -> list[Method]:
-    """Method instances from names (``"gradcam,eigencam"`` or a list) or ready instances."""
+    """Method instances from names (``"gradcam,eigencam"`` or a list) or ready instances.
+
+    Names are canonicalised once here (``GradCAM`` and ``gradcampp`` are ``gradcam`` and
+    ``gradcam++``), and a method named twice is computed once.
+    """
+    from seewhy.core.registry import canonical_name
+
     names = methods.split(",") if isinstance(methods, str) else list(methods)
     out: list[Method] = []
+    seen: set[str] = set()
     for m in names:
         if isinstance(m, Method):
             out.append(m)
-        else:
-            out.append(create_method(str(m).strip(), layer=layer, **settings))
+            continue
+        name = canonical_name(str(m).strip())
+        if name not in seen:
+            seen.add(name)
+            out.append(create_method(name, layer=layer, **settings))
     if not out:
         raise UsageError("no method given; e.g. methods=['gradcam']")
     return out

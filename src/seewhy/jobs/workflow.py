@@ -186,6 +186,7 @@ def _validate(
                 "takes one target per run (pred, a class, value, -value): run it once per class, "
                 "or use seewhy.explain(..., target='all') from Python"
             )
+        _check_classes(m, targets[0], opts.target, samples)
         layers[m.name] = None
         if not cams:
             continue
@@ -208,6 +209,42 @@ def _validate(
             ) from None
         layers[m.name] = spec.name
     return layers
+
+
+def _check_classes(model: Model, target: Any, spec: str, samples: Sequence[Sample]) -> None:
+    """Refuse, before any work, a class that the model does not have: a class index out of
+    range, or true labels (``--target true``) that are not among the model's classes."""
+    from seewhy.core.targets import ClassTarget
+
+    n = model.num_outputs
+    classes = 2 if (model.task == "classification" and n == 1) else n
+    names = f" ({', '.join(model.labels)})" if model.labels else ""
+    if isinstance(target, ClassTarget) and classes and not 0 <= target.index < classes:
+        raise UsageError(
+            f"--target {spec}: model {model.name} has {classes} classes, 0..{classes - 1}{names}"
+        )
+    if spec.strip().lower() != "true":
+        return
+    if model.task == "regression":
+        raise UsageError(
+            f"--target true explains each sample's true class, but model {model.name} is a "
+            "regressor; use --target value or -value"
+        )
+    bad: dict[str, int] = {}
+    for s in samples:
+        try:
+            index = _true_class(model, s)
+        except UsageError:
+            index = -1
+        if classes and not 0 <= index < classes:
+            bad[str(s.target)] = bad.get(str(s.target), 0) + 1
+    if bad:
+        shown = ", ".join(f"'{k}' ({v} samples)" for k, v in sorted(bad.items())[:5])
+        raise UsageError(
+            f"--target true: model {model.name} has no class {shown}; its classes are "
+            f"{names.strip(' ()') or f'0..{(classes or 1) - 1}'}. Fix the card's labels, or the "
+            "manifest's --target-col / the folder's class subfolders"
+        )
 
 
 def run_explain(
@@ -246,6 +283,8 @@ def run_explain(
         raise UsageError(f"--batch-size must be >= 1, got {opts.batch_size}")
     if not samples:
         raise UsageError("no images to explain: pass IMAGE paths or --data MANIFEST")
+    if opts.out.exists() and not opts.out.is_dir():
+        raise UsageError(f"--out {opts.out} is a file, not a folder; pass a folder name")
     models = load_models(model_specs, opts)
     layers = _validate(models, opts, samples)
     out = OutputFolder(opts.out)
@@ -317,6 +356,7 @@ def _request(sample: Sample, model: Model, opts: ExplainOptions) -> dict[str, An
         "sample_target": sample.target,
         "image": _stamp(sample.image_path),
         "model": [d.get("arch"), d.get("task"), d.get("labels"), d.get("layer")],
+        "preprocess": d.get("preprocess"),
         "checkpoint": _stamp(d.get("checkpoint")),
     }
 
@@ -382,19 +422,49 @@ class _Run:
                 failed[s.id] = _reason(exc)
                 continue
             _upsert(self.summary["samples"], s.describe(), "id")
+        for s in samples:
+            if s.id in failed:
+                self.forget(s.id, None)
+        live = [s for s in samples if s.id not in failed]
         results: dict[str, dict[str, tuple[dict[str, Any], dict[str, np.ndarray]]]] = {}
+        reasons: dict[str, list[str]] = {}
         for model in self.models:
-            live = [s for s in samples if s.id not in failed]
-            for sid, done in self.with_model(model, live, decoded, failed).items():
+            # Each model explains every decoded sample: one model failing on an image does
+            # not keep the others from it (the comparison then has the models that worked).
+            broken: dict[str, str] = {}
+            for sid, done in self.with_model(model, live, decoded, broken).items():
                 results.setdefault(sid, {})[model.name] = done
+            for sid, reason in broken.items():
+                self.forget(sid, model.name)
+                reasons.setdefault(sid, []).append(
+                    reason if len(self.models) == 1 else f"model {model.name}: {reason}"
+                )
         if len(self.models) > 1:
-            for s in samples:
-                if s.id not in failed:
+            for s in live:
+                if s.id in results:
+                    # The comparison shows the image as the first model that read it saw it.
+                    first = next(m for m in self.models if m.name in results[s.id])
                     try:
-                        self.compare(s, decoded[s.id, depths[0]], results[s.id])
+                        self.compare(s, decoded[s.id, first.preprocess.bit_depth], results[s.id])
                     except Exception as exc:
-                        failed[s.id] = _reason(exc)
+                        reasons.setdefault(s.id, []).append(f"comparison: {_reason(exc)}")
+        failed.update({sid: "; ".join(r) for sid, r in reasons.items()})
         return failed
+
+    def forget(self, sample: str, model: str | None) -> None:
+        """Drop a (sample, model) result (every model's when ``model`` is None) that failed on
+        this run, with its agreement entries: the summary never shows a stale success."""
+        summary = self.summary
+        summary["results"] = [
+            r
+            for r in summary["results"]
+            if not (r["sample"] == sample and (model is None or r["model"] == model))
+        ]
+        summary["agreement"] = [
+            a
+            for a in summary["agreement"]
+            if not (a["sample"] == sample and (model is None or model in a["models"]))
+        ]
 
     def with_model(
         self,
@@ -712,8 +782,10 @@ def _agreement(
 def _pair_line(a: str, b: str, ea: dict[str, Any], eb: dict[str, Any], named: bool) -> str:
     """What two models predict, in words (prefixed with their names when there are more)."""
     pa, pb = ea["prediction"], eb["prediction"]
-    if "label" not in pa:
+    if "label" not in pa and "label" not in pb:
         return f"{a}: {pa['value']:.4g}, {b}: {pb['value']:.4g}"
+    if "label" not in pa or "label" not in pb:  # a classifier beside a regressor
+        return f"{a}: {_prediction_text(pa)}, {b}: {_prediction_text(pb)}"
     if pa.get("label") != pb.get("label"):
         return f"models disagree: {a} says {pa['label']}, {b} says {pb['label']}"
     return (
