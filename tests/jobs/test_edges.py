@@ -194,6 +194,18 @@ def test_cams_on_torchscript_are_refused_up_front(project: Path) -> None:
     line = one_line_error(output)
     assert "TorchScript" in line and "hook" in line
     assert not (project / "out").exists()
+    # In a real shell too: torch's deprecation warnings would make stderr more than one line.
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "seewhy.cli", "explain", "img0.png", "-m", "torchscript:net.pt"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2 and one_line_error(run.stderr) == line
 
 
 def test_images_are_grouped_up_to_the_batch_size_and_maps_do_not_change(

@@ -16,6 +16,7 @@ from torch import nn
 
 from seewhy import load_model
 from seewhy.core.errors import CheckpointError, ModelLoadError
+from seewhy.models import user_code
 from seewhy.models.model import IMAGENET_MEAN, IMAGENET_STD
 from seewhy.models.preprocess import resolve_preprocess
 
@@ -476,7 +477,7 @@ def test_a_model_built_from_a_file_unpickles_in_another_process(tmp_path: Path) 
     second = textwrap.dedent(f"""
         import pickle, torch
         from seewhy import load_model
-        load_model({arch!r}, device="cpu")  # registers the file's module, as a worker would
+        load_model({arch!r}, device="cpu")  # a worker that loads the model itself: still fine
         with open({str(pkl)!r}, "rb") as f:
             module, y = pickle.load(f)
         x = torch.linspace(-1, 1, 3 * 8 * 8).view(1, 3, 8, 8)
@@ -496,6 +497,95 @@ def test_a_model_built_from_a_file_unpickles_in_another_process(tmp_path: Path) 
         )
         assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "unpickled 3"
+
+
+HELPER_FILE = "SCALE = 2.0\n"
+
+MODELS_FILE = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    from helpers import SCALE  # a neighbour of this file
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(x) * SCALE
+
+    def factory():
+        torch.manual_seed(0)
+        return Net()
+""")
+
+
+def _user_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "user code"  # a space, too
+    folder.mkdir()
+    (folder / "helpers.py").write_text(HELPER_FILE)
+    (folder / "models.py").write_text(MODELS_FILE)
+    return folder
+
+
+def test_a_fresh_process_unpickles_a_file_model_without_load_model(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    folder = _user_folder(tmp_path)
+    elsewhere = tmp_path / "elsewhere"  # neither process runs in the model's folder
+    elsewhere.mkdir()
+    pkl = tmp_path / "m.pkl"
+    first = textwrap.dedent(f"""
+        import pickle, torch
+        import seewhy
+        m = seewhy.load_model({str(folder / "models.py") + ":factory"!r}, device="cpu")
+        x = torch.linspace(-1, 1, 8).view(2, 4)
+        with torch.no_grad():
+            y = m.module(x)
+        with open({str(pkl)!r}, "wb") as f:
+            pickle.dump((m.module, y), f)
+    """)
+    second = textwrap.dedent(f"""
+        import pickle, sys, torch
+        with open({str(pkl)!r}, "rb") as f:
+            m, y = pickle.load(f)
+        x = torch.linspace(-1, 1, 8).view(2, 4)
+        with torch.no_grad():
+            assert torch.equal(m(x), y), (m(x), y)
+        assert "seewhy.models.loader" not in sys.modules  # load_model was never called
+        print(type(m).__name__, tuple(y.shape))
+    """)
+    for code, seed in ((first, "1"), (second, "2")):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            cwd=elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "Net (2, 3)"
+
+
+def test_a_spawned_pool_worker_receives_a_file_model(tmp_path: Path) -> None:
+    import multiprocessing
+    import operator
+
+    folder = _user_folder(tmp_path)
+    module = load_model(f"{folder / 'models.py'}:factory", device="cpu").module
+    # an importable name that says which file it is
+    name = type(module).__module__
+    assert name.startswith("seewhy.models.user_code.m_") and name.isascii()
+    assert user_code.file_of(name) == (folder / "models.py").resolve()
+    module.requires_grad_(False)  # its output goes back through a pickle
+    x = torch.linspace(-1, 1, 8).view(2, 4)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # a lost task would hang: timeout
+        got = pool.apply_async(operator.call, (module, x)).get(timeout=60)
+    assert torch.equal(got, module(x))
 
 
 # --- a checkpoint that names its architecture is a model ------------------------------------

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import inspect
 import re
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seewhy.core.errors import CheckpointError, ModelLoadError, did_you_mean
 from seewhy.core.targets import TASKS
+from seewhy.models import user_code
 from seewhy.models.checkpoint import load_checkpoint
 from seewhy.models.model import Model
 from seewhy.models.preprocess import resolve_preprocess
@@ -335,7 +336,11 @@ def _build(arch: str, n: int | None, base: Path) -> nn.Module:
         if not path.is_file():
             raise ModelLoadError(f"torchscript file {path} does not exist")
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():
+                # torch deprecates TorchScript loudly; the user asked for this file, and a
+                # warning on stderr would break the one-line errors that may follow.
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as exc:
             raise ModelLoadError(
                 f"{path} is not a TorchScript file: {str(exc).splitlines()[0]}"
@@ -370,13 +375,10 @@ def _from_factory(arch: str, n: int | None, base: Path) -> Any:
         if not path.is_file():
             raise ModelLoadError(f"model file {path} does not exist (arch '{arch}')")
         mod_name = _user_module_name(path)
-        spec = importlib.util.spec_from_file_location(mod_name, path)
+        spec = user_code.spec_for(mod_name, path)  # puts the file's folder on sys.path
         if spec is None or spec.loader is None:
             raise ModelLoadError(f"cannot import {path}")
         module = importlib.util.module_from_spec(spec)
-        folder = str(path.parent.resolve())
-        if folder not in sys.path:
-            sys.path.insert(0, folder)  # let the file import its neighbours
         sys.modules[mod_name] = module
         try:
             spec.loader.exec_module(module)
@@ -416,13 +418,11 @@ def _from_factory(arch: str, n: int | None, base: Path) -> Any:
 
 
 def _user_module_name(path: Path) -> str:
-    """The module name a model file is imported under: the same in every process (pickles of
-    its classes load in DataLoader workers and Ray tasks that load the model first), unique
-    per file (a sha1 of the resolved path, not the salted ``hash()``)."""
-    resolved = str(path.resolve())
-    digest = hashlib.sha1(resolved.encode("utf-8")).hexdigest()[:16]
-    stem = re.sub(r"\W", "_", path.stem, flags=re.ASCII)
-    return f"seewhy_user_{stem}_{digest}"
+    """The module name a model file is imported under: the same in every process, and one that
+    any process can import (``seewhy.models.user_code.m_<hex of the absolute path>``, see
+    :mod:`seewhy.models.user_code`), so pickles of its classes load in spawn/DataLoader workers
+    and Ray tasks that never called ``load_model``."""
+    return user_code.module_name(path)
 
 
 def _head_name(module: nn.Module) -> str | None:
