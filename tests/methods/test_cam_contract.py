@@ -293,3 +293,19 @@ def test_explain_a_loaded_model_on_paths_and_pil_images(tmp_path: Path) -> None:
     (single,) = explain(model, str(tmp_path / "a.png"), ["gradcam"], target=1)
     (ref,) = explain(model.module, batch[:1], ["gradcam"], target=1)
     torch.testing.assert_close(single.map, ref.map, atol=1e-4, rtol=1e-3)
+
+
+def test_a_vit_layer_whose_patch_tokens_get_no_gradient_is_refused_not_drawn_blank() -> None:
+    import timm
+
+    torch.manual_seed(0)
+    vit = timm.create_model("test_vit", pretrained=False, num_classes=3).eval()
+    size = vit.pretrained_cfg["input_size"][1:]
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    last = f"blocks.{len(vit.blocks) - 1}"
+    # After the last block only the class token reaches the head: its patch tokens' gradient
+    # is exactly zero, and the map would be blank.
+    with pytest.raises(LayerError, match=r"class \(prefix\) tokens.*norm1"):
+        explain(vit, x, ["gradcam"], layer=last)
+    (e,) = explain(vit, x, ["gradcam"], layer=f"{last}.norm1")
+    assert float(e.map.std()) > 0

@@ -158,6 +158,15 @@ def _one_pass(
                     "on the path to the output"
                 )
             grad = layer.to_nchw(g.detach(), size).float()
+            if not bool(grad.any()) and bool(g.any()):
+                # Only tokens outside the grid (a class token) carry gradient: every gradient
+                # CAM of this layer would be a blank picture.
+                raise LayerError(
+                    f"the output depends on layer '{layer.name}' only through its class "
+                    "(prefix) tokens, not its patch grid, so a gradient CAM there is blank; for "
+                    "class-token ViTs read the last block's 'norm1' (e.g. 'blocks.11.norm1') or "
+                    "use layer auto"
+                )
         else:
             with torch.no_grad():
                 out = output_tensor(module(x))
