@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seewhy.core.registry import create_method
 from seewhy.core.targets import PredictedClass
 from seewhy.methods.cam import CAM, _bf16_native
+from seewhy.methods.registry import create_method
 
 warnings.filterwarnings("ignore")
 FIVE = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"]

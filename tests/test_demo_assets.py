@@ -27,8 +27,8 @@ from safetensors.torch import load_file
 
 from seewhy import load_model
 from seewhy.assets import demo_cards, demo_dir, demo_manifest, demo_samples
-from seewhy.core.registry import create_method
 from seewhy.data.output import validate_summary
+from seewhy.methods.registry import create_method
 
 LABELS = ["normal", "fracture"]
 

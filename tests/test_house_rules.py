@@ -90,3 +90,15 @@ def test_help_imports_nothing_heavy() -> None:
 def test_the_probe_sees_heavy_imports() -> None:
     # the probes above would pass vacuously if they could not see an import: this one must
     assert _heavy_after("import seewhy, numpy") == ["numpy"]
+
+
+def test_core_imports_no_other_room() -> None:
+    # STYLE: cli -> jobs -> api -> {methods, checks, render, data, models} -> core.
+    pattern = re.compile(r"^\s*(?:from|import)\s+seewhy\.(\w+)")
+    offenders = [
+        f"{p.relative_to(SRC)}:{i}"
+        for p in (SRC / "core").rglob("*.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if (m := pattern.match(line)) and m.group(1) != "core"
+    ]
+    assert offenders == []

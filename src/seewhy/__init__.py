@@ -16,8 +16,8 @@ _LAZY = {
     "Model": ("seewhy.models.model", "Model"),
     "Explanation": ("seewhy.core.explanation", "Explanation"),
     "SeewhyError": ("seewhy.core.errors", "SeewhyError"),
-    "available_methods": ("seewhy.core.registry", "available_methods"),
-    "create_method": ("seewhy.core.registry", "create_method"),
+    "available_methods": ("seewhy.methods.registry", "available_methods"),
+    "create_method": ("seewhy.methods.registry", "create_method"),
     "parse_target": ("seewhy.core.targets", "parse_target"),
     "load_image": ("seewhy.data.images", "load_image"),
 }

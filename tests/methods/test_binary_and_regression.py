@@ -17,10 +17,10 @@ from torch import Tensor, nn
 
 from seewhy import explain
 from seewhy.core.errors import MethodNotApplicableError, UsageError
-from seewhy.core.registry import create_method
 from seewhy.core.targets import ClassTarget, PredictedClass, RegressionTarget
 from seewhy.methods.base import Method
 from seewhy.methods.cam import CAM
+from seewhy.methods.registry import create_method
 from seewhy.models.model import Model
 
 GRADIENT_CAMS = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"]
@@ -222,7 +222,7 @@ def test_regression_opposite_maps_from_the_same_passes(monkeypatch: pytest.Monke
 
 
 def test_only_eigencam_is_target_independent() -> None:
-    from seewhy.core.registry import method_class
+    from seewhy.methods.registry import method_class
 
     classes: dict[str, type[Method]] = {n: method_class(n) for n in CAMS}
     assert {n for n, c in classes.items() if not c.depends_on_target} == {"eigencam"}

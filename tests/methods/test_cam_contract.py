@@ -13,8 +13,8 @@ from torch import nn
 
 from seewhy import explain
 from seewhy.core.errors import LayerError, MethodNotApplicableError
-from seewhy.core.registry import available_methods, create_method
 from seewhy.core.targets import ClassTarget
+from seewhy.methods.registry import available_methods, create_method
 from seewhy.models.model import Model
 
 CAMS = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "scorecam"]

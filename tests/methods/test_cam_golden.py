@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seewhy.core.registry import create_method
 from seewhy.core.targets import ClassTarget
+from seewhy.methods.registry import create_method
 
 X = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
 

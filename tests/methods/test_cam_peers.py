@@ -42,10 +42,10 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import Tensor, nn
 
 from seewhy.core.explanation import Explanation
-from seewhy.core.registry import create_method
 from seewhy.core.targets import ClassTarget, PredictedClass, Target
 from seewhy.methods import cam as cam_module
 from seewhy.methods.cam import CAM
+from seewhy.methods.registry import create_method
 
 GRADIENT_PEERS: dict[str, type] = {
     "gradcam": GradCAM,

@@ -12,9 +12,9 @@ from torch import nn
 
 from seewhy.core.errors import UsageError
 from seewhy.core.explanation import Explanation
-from seewhy.core.registry import create_method
 from seewhy.core.targets import ClassTarget
 from seewhy.methods import cam as cam_module
+from seewhy.methods.registry import create_method
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:

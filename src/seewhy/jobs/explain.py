@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from seewhy.core.errors import UsageError
 from seewhy.core.explanation import Explanation
 from seewhy.core.layers import LayerInfo, example_input, list_layers, resolve_layer
-from seewhy.core.registry import create_method
 from seewhy.core.targets import Target, output_tensor
 from seewhy.methods.base import (
     Method,
@@ -19,6 +18,7 @@ from seewhy.methods.base import (
     module_of,
     to_model_input,
 )
+from seewhy.methods.registry import create_method
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -66,7 +66,7 @@ def resolve_methods(
     Names are canonicalised once here (``GradCAM`` and ``gradcampp`` are ``gradcam`` and
     ``gradcam++``), and a method named twice is computed once.
     """
-    from seewhy.core.registry import canonical_name
+    from seewhy.methods.registry import canonical_name
 
     names = methods.split(",") if isinstance(methods, str) else list(methods)
     out: list[Method] = []

@@ -96,6 +96,8 @@ def prediction(model: Model, output: Any, top_k: int = 3) -> tuple[dict[str, Any
     """
     import torch
 
+    from seewhy.core.targets import PredictedClass
+
     row = output.float().flatten()
     if model.task == "regression":
         if row.numel() == 1:
@@ -104,16 +106,16 @@ def prediction(model: Model, output: Any, top_k: int = 3) -> tuple[dict[str, Any
         values = {model.label(i): float(v) for i, v in enumerate(row)}
         first = next(iter(values.values()))
         return {"value": first, "values": values}, [f"{k}: {v:.4g}" for k, v in values.items()]
+    # The class the 'pred' target explains (binary: by threshold; else the top raw output).
+    best = int(PredictedClass(multilabel=model.task == "multilabel").indices(row[None])[0])
     if model.task == "classification" and row.numel() == 1:
         positive = float(torch.sigmoid(row[0]))
-        best = 1 if float(row[0]) > 0 else 0
         chance = {1: positive, 0: 1.0 - positive}
         lines = [f"{model.label(i)}: {chance[i]:.3f}" for i in (best, 1 - best)]
         return {"label": model.label(best), "index": best, "score": chance[best]}, lines
     probs = torch.sigmoid(row) if model.task == "multilabel" else torch.softmax(row, dim=0)
     # Rank by the raw output, as the 'pred' target does: probabilities can tie in float32.
     order = row.argsort(descending=True, stable=True).tolist()
-    best = int(row.argmax())
     lines = [f"{model.label(i)}: {float(probs[i]):.3f}" for i in order[:top_k]]
     return {"label": model.label(best), "index": int(best), "score": float(probs[best])}, lines
 
@@ -147,7 +149,7 @@ def _upsert(items: list[dict[str, Any]], entry: dict[str, Any], *keys: str) -> N
 
 def _reads_a_layer(method: str) -> bool:
     """Whether a method reads a layer's activations (the CAM family): it has a ``layer``."""
-    from seewhy.core.registry import method_class
+    from seewhy.methods.registry import method_class
 
     cls = method_class(method)
     return "layer" in {f.name for f in dataclasses.fields(cls)}
@@ -163,11 +165,10 @@ def _validate(
     image per model). Returns each model's resolved CAM layer (``None`` when no CAM is asked),
     so the run does not search for it again per batch.
     """
-    import torch
-
     from seewhy.core.errors import MethodNotApplicableError
     from seewhy.core.layers import example_input, resolve_layer
     from seewhy.core.targets import parse_target
+    from seewhy.jobs.explain import resolve_methods
 
     if opts.target.strip().lower() == "true" and any(s.target is None for s in samples):
         raise UsageError(
@@ -190,12 +191,11 @@ def _validate(
         layers[m.name] = None
         if not cams:
             continue
-        if isinstance(m.module, torch.jit.ScriptModule):
-            raise MethodNotApplicableError(
-                f"model {m.name} ({m.arch}) is TorchScript, which cannot be hooked, so "
-                f"{', '.join(cams)} cannot read its layers; explain the original nn.Module "
-                "(FILE.py:FACTORY or package.module:FACTORY with --checkpoint)"
-            )
+        for method in resolve_methods(cams, m.layer):
+            try:  # what the method itself refuses (a CAM on TorchScript), before any work
+                method.check_applicable(m.module)
+            except MethodNotApplicableError as exc:
+                raise MethodNotApplicableError(f"model {m.name} ({m.arch}): {exc}") from None
         channels = len(m.preprocess.mean)
         h, w = m.preprocess.size
         example = example_input(m.module, (int(h), int(w)))
@@ -271,8 +271,8 @@ def run_explain(
         TimeRemainingColumn,
     )
 
-    from seewhy.core.registry import canonical_names
     from seewhy.jobs.explain import resolve_methods
+    from seewhy.methods.registry import canonical_names
 
     console = console or Console(stderr=True)
     # One name per method from here on (GradCAM, gradcampp -> gradcam, gradcam++): results,
@@ -543,7 +543,7 @@ class _Run:
             layer=self.layers.get(model.name),
             batch_size=self.opts.batch_size,
         )
-        opposite = _opposites(model, batch, exps, target, self.opts, self.layers.get(model.name))
+        opposite = _opposites(exps)
         flipped = _is_lowering(model, target)
         done = {}
         for i, (item, d) in enumerate(zip(items, images, strict=True)):
@@ -799,7 +799,7 @@ def _is_regression(model: Model) -> bool:
 
 def _depends_on_target(method: str) -> bool:
     """Whether a method's map changes with the target (EigenCAM's does not)."""
-    from seewhy.core.registry import method_class
+    from seewhy.methods.registry import method_class
 
     return bool(getattr(method_class(method), "depends_on_target", True))
 
@@ -821,46 +821,15 @@ def _is_lowering(model: Model, target: Any) -> bool:
     return isinstance(t, RegressionTarget) and t.sign < 0
 
 
-def _opposites(
-    model: Model,
-    batch: Tensor,
-    exps: Sequence[Explanation],
-    target: Any,
-    opts: ExplainOptions,
-    layer: str | None,
-) -> list[Tensor | None]:
-    """For a regression target, each method's map of the opposite sign, so figures show what
-    raises and what lowers the output apart; ``None`` for classifiers, signed methods and
-    methods that do not depend on the target (their two maps would be the same). Methods that
-    computed the opposite in the same pass (``extras["opposite"]``: every CAM) cost nothing
-    more; any other is run once more with the sign flipped."""
-    from seewhy.core.targets import RegressionTarget
-    from seewhy.jobs.explain import explain
-
-    t = _single(model, target)
-    found: list[Tensor | None] = [None] * len(exps)
-    if not isinstance(t, RegressionTarget):
-        return found
-    missing = []
-    for k, e in enumerate(exps):
-        if e.signed or not _depends_on_target(e.method):
-            continue
-        if "opposite" in e.extras:
-            found[k] = e.extras["opposite"]
-        else:
-            missing.append(k)
-    if missing:
-        flipped = explain(
-            model,
-            batch,
-            [exps[k].method for k in missing],
-            target=dataclasses.replace(t, sign=-t.sign),
-            layer=layer,
-            batch_size=opts.batch_size,
-        )
-        for k, e in zip(missing, flipped, strict=True):
-            found[k] = e.map
-    return found
+def _opposites(exps: Sequence[Explanation]) -> list[Tensor | None]:
+    """Each method's map of the opposite sign (regression targets: every target-dependent CAM
+    computes it in the same pass, ``extras["opposite"]``), so figures show what raises and what
+    lowers the output apart; ``None`` for classifiers, signed methods and methods that do not
+    depend on the target (their two maps would be the same)."""
+    return [
+        e.extras.get("opposite") if _depends_on_target(e.method) and not e.signed else None
+        for e in exps
+    ]
 
 
 def _batch_target(model: Model, samples: Sequence[Sample], target: str) -> Any:

@@ -40,7 +40,6 @@ from seewhy.core.errors import LayerError, MethodNotApplicableError
 from seewhy.core.explanation import Explanation
 from seewhy.core.hooks import capture_output
 from seewhy.core.layers import LayerSpec, resolve_layer
-from seewhy.core.registry import register
 from seewhy.core.state import explaining
 from seewhy.core.targets import RegressionTarget, Target, output_tensor
 from seewhy.methods.base import (
@@ -52,6 +51,7 @@ from seewhy.methods.base import (
     module_of,
     to_model_input,
 )
+from seewhy.methods.registry import register
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
