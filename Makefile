@@ -24,7 +24,19 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(BIN)/seewhy demo --out seewhy-demo
 
+# Debian's chromium for the report's headless-browser test, installed when missing: as root, or
+# with passwordless sudo; otherwise (or without apt) that one test skips and says why.
 test: $(VENV)/.installed-dev
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "make test: installing chromium (apt) for the report's browser test"; \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			sudo -n apt-get update -qq && \
+			sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		fi; \
+	} || echo "make test: chromium not installed (needs root or passwordless sudo, and apt);" \
+		"tests/render/test_report_browser.py will skip"
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadscope -q

@@ -1,16 +1,24 @@
 """report.html: one self-contained page from an output folder's summary.json and errors.jsonl.
 
+The page comes from the Jinja2 templates in ``render/templates/``: ``report.html.j2`` is the
+skeleton (head, style, contents) and includes one template per section (``header``, ``models``,
+``errors``, ``agreement``, ``checks``, ``cohorts``, ``sample_card``); ``macros.html.j2`` holds
+the table and figure markup they share. This module only prepares plain data for them (strings,
+numbers, lists and dicts): no HTML is written here. A new section is a new template and a new
+key in the data.
+
 Self-contained: every figure is inlined as a base64 data URI, the CSS is inline, there is no
 script and no external URL, so the file reads the same offline, mailed or archived. A figure
 goes in as its PNG, or as a WebP (quality 90) where that is under half the PNG's size: the
 image panels of noisy scans barely compress losslessly, and the demo's report shrinks from
 27 MB to 4.5 MB; the PNGs in ``figures/`` stay as they are.
 
-Safe: everything that comes from the user or the run (ids, labels, paths, model names, texts,
-reasons) is HTML-escaped, attribute values included; element ids are generated, never taken from
-the data. Only PNG files inside the output folder are inlined: a figure path that points outside
-it, or at something that is not a PNG, is shown as missing instead of being read into the page.
-A missing figure never stops the report.
+Safe: autoescaping is on for every template, and nothing from the user or the run (ids, labels,
+paths, model names, texts, reasons) is ever marked safe. Values are escaped with
+:func:`html.escape` (quotes included, so attribute values are safe too); element ids are
+generated, never taken from the data. Only PNG files inside the output folder are inlined: a
+figure path that points outside it, or at something that is not a PNG, is shown as missing
+instead of being read into the page. A missing figure never stops the report.
 """
 
 from __future__ import annotations
@@ -19,46 +27,31 @@ import base64
 import json
 import math
 from collections.abc import Iterable, Sequence
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from seewhy.core.atomic import atomic_write
 from seewhy.core.errors import UsageError
+from seewhy.data.summary import SCHEMA, prediction_text
 
-SCHEMA = "seewhy/1"
 WEBP_QUALITY = 90
 WEBP_FROM_BYTES = 32_768  # smaller PNGs (charts, tiny figures) go in as they are
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TEMPLATES = "templates"  # the package folder (beside this file) that holds the .j2 files
 _SECTIONS = ("schema", "models", "samples", "results", "agreement", "checks", "cohorts")
 _VERDICTS = ("pass", "warn", "fail")
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;color:#222;
-max-width:1500px;padding:0 1rem;line-height:1.4}
-h1{margin-bottom:.2rem} h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
-h3{margin:.2rem 0 .4rem}
-table{border-collapse:collapse;margin:.5rem 0} td,th{border:1px solid #ccc;padding:.25rem .6rem;
-text-align:left;font-size:.9rem;vertical-align:top} th{background:#f3f3f3}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-nav ul{columns:4;list-style:none;padding-left:0} nav li{margin:.1rem 0}
-.sample{border:1px solid #ddd;border-radius:6px;padding:1rem;margin:1rem 0}
-.model{border-top:1px dashed #ddd;margin-top:.8rem;padding-top:.4rem}
-figure{margin:.4rem 0} figure img{max-width:100%;display:block}
-figcaption{font-size:.85rem;color:#555}
-.missing{color:#a00;font-style:italic} .bad{color:#a00;font-weight:bold} .muted{color:#666}
-.verdict-pass{color:#176b1d;font-weight:bold} .verdict-warn{color:#9a6100;font-weight:bold}
-.verdict-fail{color:#a00;font-weight:bold}
-.tokens span{padding:0 .15rem;margin:0 .05rem;border-radius:3px;line-height:1.9}
-"""
+Cell = dict[str, Any]
+"""A table cell for ``macros.html.j2``: ``text``, ``num`` (right-aligned) and ``span`` (the
+CSS class of a ``<span>`` around the text, or None for plain text)."""
+Table = dict[str, Any]
+"""A table for ``macros.html.j2``: ``headers`` (strings) and ``rows`` (lists of cells)."""
+Figure = dict[str, Any]
+"""A figure for ``macros.html.j2``: ``caption``, ``uri`` (a data URI, or None when the figure
+could not be shown) and ``missing`` (what went wrong, after "figure missing")."""
 
 
 # -- small helpers --------------------------------------------------------------------------
-def _e(value: Any) -> str:
-    """HTML-escaped text (quotes included, so it is safe in attribute values too)."""
-    return escape(str(value), quote=True)
-
-
 def _fmt(value: Any, digits: int = 3) -> str:
     """A cell's text: numbers rounded, booleans as yes/NO, lists joined, mappings as k: v."""
     if value is None:
@@ -80,47 +73,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-class _Html:
-    """Markup built here from escaped parts (so :func:`_table` does not escape it twice)."""
-
-    def __init__(self, markup: str) -> None:
-        self.markup = markup
+def _cell(value: Any) -> Cell:
+    """A value's cell: its :func:`_fmt` text, right-aligned when it is a number."""
+    return {"text": _fmt(value), "num": _is_number(value), "span": None}
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A table of escaped cells; numbers right-aligned; :class:`_Html` cells inserted as is."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = []
-    for row in rows:
-        cells = []
-        for c in row:
-            if isinstance(c, _Html):
-                cells.append(f"<td>{c.markup}</td>")
-            elif _is_number(c):
-                cells.append(f"<td class='num'>{_e(_fmt(c))}</td>")
-            else:
-                cells.append(f"<td>{_e(_fmt(c))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    """A table of values, each made a cell by :func:`_cell`."""
+    return {"headers": [str(h) for h in headers], "rows": [[_cell(c) for c in r] for r in rows]}
 
 
 def _items(summary: dict[str, Any], key: str) -> list[dict[str, Any]]:
     """The objects of a summary section (anything else in it is skipped)."""
     value = summary.get(key)
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _prediction(p: Any) -> str:
-    if not isinstance(p, dict):
-        return "-"
-    if "label" in p:
-        score = p.get("score")
-        return f"{p['label']} ({_fmt(score)})" if _is_number(score) else str(p["label"])
-    if "values" in p and isinstance(p["values"], dict):
-        return _fmt(p["values"], 4)
-    if "value" in p:
-        return _fmt(p["value"], 4)
-    return "-"
 
 
 # -- figures --------------------------------------------------------------------------------
@@ -142,21 +108,14 @@ class _Figures:
         path = self.resolve(rel)
         return path is not None and path.is_file()
 
-    def img(self, rel: Any, caption: str) -> str:
-        """A ``<figure>`` with the PNG inlined, or a "figure missing" note."""
+    def figure(self, rel: Any, caption: str) -> Figure:
+        """The figure ``rel`` names with its PNG inlined, or why it is missing."""
         data, why = self._read(rel)
         if data is None:
             self.missing += 1
             where = f": {rel} ({why})" if isinstance(rel, str) and rel.strip() else ""
-            return (
-                f"<p class='missing'>figure missing{_e(where)}</p>"
-                f"<p class='muted'>{_e(caption)}</p>"
-            )
-        uri = _data_uri(data)
-        return (
-            f"<figure><img alt='{_e(caption)}' src='{uri}'>"
-            f"<figcaption>{_e(caption)}</figcaption></figure>"
-        )
+            return {"caption": caption, "uri": None, "missing": where}
+        return {"caption": caption, "uri": _data_uri(data), "missing": ""}
 
     def _read(self, rel: Any) -> tuple[bytes | None, str]:
         """The PNG's bytes, or None and why not."""
@@ -220,8 +179,8 @@ def _load_errors(out: Path) -> list[dict[str, Any]]:
     return rows
 
 
-# -- sections -------------------------------------------------------------------------------
-def _header(summary: dict[str, Any], errors: list[dict[str, Any]]) -> list[str]:
+# -- sections (data for header / models / errors / agreement / checks / cohorts .html.j2) ------
+def _header(summary: dict[str, Any], errors: list[dict[str, Any]]) -> dict[str, Any]:
     from seewhy import __version__
 
     samples, models = _items(summary, "samples"), _items(summary, "models")
@@ -238,29 +197,16 @@ def _header(summary: dict[str, Any], errors: list[dict[str, Any]]) -> list[str]:
         if v in verdicts:
             facts.append(f"{verdicts.count(v)} check(s) {v}")
     facts.append(f"schema {summary.get('schema')}, seewhy {__version__}")
-    parts = ["<header><h1>seewhy report</h1>", f"<p class='muted'>{_e(' · '.join(facts))}</p>"]
     extra = [
         (k, v)
         for k, v in summary.items()
         if k not in _SECTIONS and isinstance(v, (str, int, float, bool, type(None)))
     ]
-    if extra:  # run information a job recorded beside the sections (command, time, device)
-        parts.append(_table(["run", ""], extra))
-    parts.append("</header>")
-    return parts
+    # run information a job recorded beside the sections (command, time, device)
+    return {"facts": " · ".join(facts), "run": _table(["run", ""], extra) if extra else None}
 
 
-def _nav(sections: list[tuple[str, str]], samples: list[tuple[str, str]]) -> str:
-    links = "".join(f"<li><a href='#{a}'>{_e(t)}</a></li>" for a, t in sections)
-    items = "".join(f"<li><a href='#{a}'>{_e(t)}</a></li>" for a, t in samples)
-    return (
-        f"<nav><h2>Contents</h2><ul>{links}</ul>"
-        + (f"<details><summary>samples</summary><ul>{items}</ul></details>" if items else "")
-        + "</nav>"
-    )
-
-
-def _models(summary: dict[str, Any]) -> str:
+def _models(summary: dict[str, Any]) -> Table:
     known = ("name", "arch", "checkpoint", "task", "labels", "layer")
     models = _items(summary, "models")
     extra = any(k not in known for m in models for k in m)  # e.g. checkpoint metadata
@@ -283,7 +229,13 @@ def _models(summary: dict[str, Any]) -> str:
     return _table([*known, *(["more"] if extra else [])], rows)
 
 
-def _agreement(items: list[dict[str, Any]]) -> str:
+def _errors(errors: list[dict[str, Any]]) -> Table:
+    return _table(
+        ["id", "path", "reason"], [[e.get("id"), e.get("path"), e.get("reason")] for e in errors]
+    )
+
+
+def _agreement(items: list[dict[str, Any]]) -> Table:
     with_method = any("method" in a for a in items)
     headers = ["sample", "models", *(["method"] if with_method else [])]
     headers += ["same prediction", "rank correlation", "top-10% IoU"]
@@ -304,10 +256,11 @@ def _agreement(items: list[dict[str, Any]]) -> str:
     return _table(headers, rows)
 
 
-def _checks(items: list[dict[str, Any]]) -> str:
+def _checks(items: list[dict[str, Any]]) -> Table:
     fixed = ("model", "method", "verdict", "reasons")
     figures = list(dict.fromkeys(k for c in items for k in c if k not in fixed))
     rows = []
+    spans = []
     for c in items:
         verdict = str(c.get("verdict", "-"))
         css = f"verdict-{verdict}" if verdict in _VERDICTS else ""
@@ -317,17 +270,22 @@ def _checks(items: list[dict[str, Any]]) -> str:
             [
                 c.get("model"),
                 c.get("method"),
-                _Html(f"<span class='{css}'>{_e(verdict)}</span>"),
+                verdict,
                 *[c.get(k) for k in figures],
                 text or "-",
             ]
         )
-    return _table(["model", "method", "verdict", *figures, "reasons"], rows)
+        spans.append(css)
+    table = _table(["model", "method", "verdict", *figures, "reasons"], rows)
+    for row, css in zip(table["rows"], spans, strict=True):
+        row[2]["span"] = css  # the verdict, coloured
+    return table
 
 
-def _cohorts(items: list[dict[str, Any]], figures: _Figures) -> list[str]:
+def _cohorts(items: list[dict[str, Any]], figures: _Figures) -> dict[str, Any]:
+    """The cohorts' table, then per cohort its mean map's figure or a note where it is."""
     rows = []
-    pictures = []
+    pictures: list[dict[str, Any]] = []
     for c in items:
         ids = c.get("sample_ids")
         ids = ids if isinstance(ids, list) else []
@@ -348,18 +306,18 @@ def _cohorts(items: list[dict[str, Any]], figures: _Figures) -> list[str]:
         for key in ("figure", "mean_map"):
             ref = c.get(key)
             if isinstance(ref, str) and ref.lower().endswith(".png"):
-                pictures.append(figures.img(ref, f"cohort {c.get('name')}: mean map"))
+                caption = f"cohort {c.get('name')}: mean map"
+                pictures.append({"figure": figures.figure(ref, caption)})
                 break
         else:
             if isinstance(mean_map, str) and mean_map:
-                pictures.append(
-                    f"<p class='muted'>cohort {_e(c.get('name'))}: mean map in {_e(mean_map)}</p>"
-                )
+                pictures.append({"figure": None, "name": str(c.get("name")), "where": mean_map})
     headers = ["cohort", "samples", "ids", "raises (region share)", "lowers", "region area"]
-    return [_table(headers, rows), *pictures]
+    return {"table": _table(headers, rows), "pictures": pictures}
 
 
-def _tokens_html(tokens: Any) -> str:
+# -- sample cards (data for sample_card.html.j2) ----------------------------------------------
+def _tokens(tokens: list[Any]) -> list[dict[str, str]]:
     """Token importances as coloured text (red raises, blue lowers); no script needed."""
     pairs = [
         (str(t.get("token", "")), float(t["score"]))
@@ -367,48 +325,48 @@ def _tokens_html(tokens: Any) -> str:
         if isinstance(t, dict) and _is_number(t.get("score")) and math.isfinite(t["score"])
     ]
     if not pairs:
-        return ""
+        return []
     m = max(abs(s) for _, s in pairs) or 1.0
-    spans = []
-    for token, score in pairs:
-        alpha = 0.8 * min(1.0, abs(score) / m)
-        rgb = "214,39,40" if score >= 0 else "31,119,180"  # red raises, blue lowers
-        spans.append(
-            f"<span style='background:rgba({rgb},{alpha:.2f})' "
-            f"title='{_e(_fmt(score))}'>{_e(token)}</span>"
-        )
-    return "<p class='tokens'>tokens: " + "".join(spans) + "</p>"
+    return [
+        {
+            "token": token,
+            "rgb": "214,39,40" if score >= 0 else "31,119,180",  # red raises, blue lowers
+            "alpha": f"{0.8 * min(1.0, abs(score) / m):.2f}",
+            "score": _fmt(score),
+        }
+        for token, score in pairs
+    ]
 
 
-def _attribution_extras(a: dict[str, Any], figures: _Figures) -> list[str]:
-    parts = []
+def _attribution_extras(a: dict[str, Any], figures: _Figures) -> list[dict[str, Any]]:
+    """What an explanation has beside its figure, each a ``kind`` the card template knows."""
+    extras: list[dict[str, Any]] = []
     share = a.get("modality_share")
     if isinstance(share, dict) and share:
-        parts.append(f"<p>modality share: {_e(_fmt(share))}</p>")
+        extras.append({"kind": "modality_share", "text": _fmt(share)})
     tokens = a.get("tokens")
-    if isinstance(tokens, list) and tokens:
-        parts.append(_tokens_html(tokens))
+    if isinstance(tokens, list) and tokens and (spans := _tokens(tokens)):
+        extras.append({"kind": "tokens", "tokens": spans})
     token_fig = a.get("tokens_figure")
     figure = a.get("figure")
     if token_fig is None and isinstance(figure, str) and figure.endswith(".png"):
         guess = figure[: -len(".png")] + "__tokens.png"
         token_fig = guess if figures.exists(guess) else None
     if token_fig is not None:
-        parts.append(figures.img(token_fig, f"{a.get('method')}: token importances"))
+        caption = f"{a.get('method')}: token importances"
+        extras.append({"kind": "figure", "figure": figures.figure(token_fig, caption)})
     features = a.get("features")
     if isinstance(features, list) and features:
         ranked = sorted(
             (f for f in features if isinstance(f, dict) and _is_number(f.get("score"))),
             key=lambda f: -abs(float(f["score"])),
         )
-        parts.append(
-            "<p>features (largest first)</p>"
-            + _table(["feature", "score"], [[f.get("name"), f["score"]] for f in ranked[:15]])
-        )
+        table = _table(["feature", "score"], [[f.get("name"), f["score"]] for f in ranked[:15]])
+        extras.append({"kind": "features", "table": table})
     region = a.get("region_share")
     if isinstance(region, dict) and region:
-        parts.append(f"<p>region share: {_e(_fmt(region))}</p>")
-    return parts
+        extras.append({"kind": "region_share", "text": _fmt(region)})
+    return extras
 
 
 def _comparison_ref(sid: str, agreement: list[dict[str, Any]], figures: _Figures) -> str | None:
@@ -426,47 +384,99 @@ def _sample_card(
     results: list[dict[str, Any]],
     agreement: list[dict[str, Any]],
     figures: _Figures,
-) -> list[str]:
+) -> dict[str, Any]:
     sid = str(sample.get("id"))
-    parts = [f"<section class='sample' id='{anchor}'><h3>{_e(sid)}</h3>"]
     facts = [f"image: {sample.get('image_path', '-')}"]
     if sample.get("target") is not None:
         facts.append(f"true target: {_fmt(sample['target'], 4)}")
-    parts.append(f"<p class='muted'>{_e(' · '.join(facts))}</p>")
-    if sample.get("text"):
-        parts.append(f"<p>text: {_e(sample['text'])}</p>")
     mine = [r for r in results if str(r.get("sample")) == sid]
-    if mine:
-        parts.append(
-            _table(
-                ["model", "prediction", "explained"],
-                [
-                    [r.get("model"), _prediction(r.get("prediction")), r.get("explained")]
-                    for r in mine
-                ],
-            )
-        )
+    table = _table(
+        ["model", "prediction", "explained"],
+        [[r.get("model"), prediction_text(r.get("prediction")), r.get("explained")] for r in mine],
+    )
     comparison = _comparison_ref(sid, agreement, figures)
-    if comparison is not None:
-        parts.append(figures.img(comparison, f"{sid}: model comparison"))
+    models = []
     for r in mine:
         model = r.get("model")
-        parts.append(
-            f"<div class='model'><h4>{_e(model)}: {_e(_prediction(r.get('prediction')))}"
-            f" <span class='muted'>(explained: {_e(r.get('explained', '-'))})</span></h4>"
-        )
+        explanations = []
         attributions = r.get("attributions")
         for a in attributions if isinstance(attributions, list) else []:
             if not isinstance(a, dict):
                 continue
-            parts.append(figures.img(a.get("figure"), f"{sid} · {model} · {a.get('method')}"))
-            parts.extend(_attribution_extras(a, figures))
-        parts.append("</div>")
-    parts.append("</section>")
-    return parts
+            caption = f"{sid} · {model} · {a.get('method')}"
+            explanations.append(
+                {
+                    "figure": figures.figure(a.get("figure"), caption),
+                    "extras": _attribution_extras(a, figures),
+                }
+            )
+        models.append(
+            {
+                "name": str(model),
+                "prediction": prediction_text(r.get("prediction")),
+                "explained": str(r.get("explained", "-")),
+                "explanations": explanations,
+            }
+        )
+    return {
+        "anchor": anchor,  # generated: ids from the data never reach an attribute
+        "id": sid,
+        "facts": " · ".join(facts),
+        "text": str(sample["text"]) if sample.get("text") else None,
+        "results": table if mine else None,
+        "comparison": (
+            figures.figure(comparison, f"{sid}: model comparison") if comparison else None
+        ),
+        "models": models,
+    }
 
 
 # -- the page -------------------------------------------------------------------------------
+def _page(out: Path) -> dict[str, Any]:
+    """Everything report.html.j2 shows, as plain data."""
+    summary = _load_summary(out)
+    errors = _load_errors(out)
+    figures = _Figures(out)
+    agreement = _items(summary, "agreement")
+    checks = _items(summary, "checks")
+    cohorts = _items(summary, "cohorts")
+    results = _items(summary, "results")
+    samples = _items(summary, "samples")
+    listed = {str(s.get("id")) for s in samples}
+    for r in results:  # a result whose sample is not listed still gets its card
+        sid = str(r.get("sample"))
+        if sid not in listed:
+            listed.add(sid)
+            samples.append({"id": sid})
+
+    sections = [("models", "Models")]
+    if errors:
+        sections.append(("errors", "Failed samples"))
+    if agreement:
+        sections.append(("agreement", "Agreement between models"))
+    if checks:
+        sections.append(("checks", "Trust checks"))
+    if cohorts:
+        sections.append(("cohorts", "Cohorts"))
+    sections.append(("samples", "Samples"))
+    page = {
+        "header": _header(summary, errors),
+        "sections": [{"anchor": a, "title": t} for a, t in sections],
+        "models": _models(summary),
+        "errors": _errors(errors) if errors else None,
+        "error_count": len(errors),
+        "agreement": _agreement(agreement) if agreement else None,
+        "checks": _checks(checks) if checks else None,
+        "cohorts": _cohorts(cohorts, figures) if cohorts else None,
+        "samples": [
+            _sample_card(f"sample-{i}", s, results, agreement, figures)
+            for i, s in enumerate(samples)
+        ],
+    }
+    page["missing"] = figures.missing  # counted while the figures above were read
+    return page
+
+
 def render_report(out_dir: str | Path) -> Path:
     """Write ``out_dir/report.html`` (atomically) from ``summary.json`` and ``errors.jsonl``.
 
@@ -484,63 +494,40 @@ def render_report(out_dir: str | Path) -> Path:
         UsageError: summary.json is missing, unreadable or not of schema ``seewhy/1``.
     """
     out = Path(out_dir)
-    summary = _load_summary(out)
-    errors = _load_errors(out)
-    figures = _Figures(out)
-    agreement = _items(summary, "agreement")
-    checks = _items(summary, "checks")
-    cohorts = _items(summary, "cohorts")
-    results = _items(summary, "results")
-    samples = _items(summary, "samples")
-    listed = {str(s.get("id")) for s in samples}
-    for r in results:  # a result whose sample is not listed still gets its card
-        sid = str(r.get("sample"))
-        if sid not in listed:
-            listed.add(sid)
-            samples.append({"id": sid})
+    page = _page(out)
+    env = _environment()
+    html = env.get_template("report.html.j2").render(page)
+    return atomic_write(out / "report.html", html)
 
-    sections = [("models", "Models")]
-    body: list[str] = ["<h2 id='models'>Models</h2>", _models(summary)]
-    if errors:
-        sections.append(("errors", "Failed samples"))
-        body += [
-            f"<h2 id='errors' class='bad'>Failed samples ({len(errors)})</h2>",
-            _table(
-                ["id", "path", "reason"],
-                [[e.get("id"), e.get("path"), e.get("reason")] for e in errors],
-            ),
-        ]
-    if agreement:
-        sections.append(("agreement", "Agreement between models"))
-        body += ["<h2 id='agreement'>Agreement between models</h2>", _agreement(agreement)]
-    if checks:
-        sections.append(("checks", "Trust checks"))
-        body += ["<h2 id='checks'>Trust checks</h2>", _checks(checks)]
-    if cohorts:
-        sections.append(("cohorts", "Cohorts"))
-        body += ["<h2 id='cohorts'>Cohorts</h2>", *_cohorts(cohorts, figures)]
-    sections.append(("samples", "Samples"))
-    body.append(f"<h2 id='samples'>Samples ({len(samples)})</h2>")
-    anchors = []
-    for i, s in enumerate(samples):
-        anchor = f"sample-{i}"  # generated: ids from the data never reach an attribute
-        anchors.append((anchor, str(s.get("id"))))
-        body += _sample_card(anchor, s, results, agreement, figures)
-    if figures.missing:
-        body.append(f"<p class='missing'>{figures.missing} figure(s) missing</p>")
 
-    page = [
-        "<!doctype html>",
-        "<html lang='en'><head><meta charset='utf-8'>",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        "<title>seewhy report</title>",
-        f"<style>{CSS}</style></head><body>",
-        *_header(summary, errors),
-        _nav(sections, anchors),
-        *body,
-        "</body></html>",
-    ]
-    return atomic_write(out / "report.html", "\n".join(page))
+def _environment() -> Any:
+    """The templates' Jinja2 environment: autoescaping on, undefined names an error."""
+    from html import escape
+
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+    from markupsafe import Markup
+
+    def finalize(value: Any) -> Any:
+        """Every ``{{ value }}``: escaped with :func:`html.escape` before autoescaping sees it.
+
+        The result is the same safe text autoescaping would make, with :func:`html.escape`'s
+        entities (``&quot;``, ``&#x27;``). Only markup the templates made themselves (a macro's
+        output, escaped already) passes as it is; the data is plain strings and numbers, never
+        markup, and nothing in it is marked safe unescaped.
+        """
+        if isinstance(value, Markup):
+            return value
+        return Markup(escape(str(value), quote=True))
+
+    return Environment(
+        loader=PackageLoader("seewhy.render", TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        finalize=finalize,
+        trim_blocks=True,  # a line that holds only a {% tag %} leaves nothing in the page
+        lstrip_blocks=True,
+        keep_trailing_newline=True,  # each section's template ends its last line
+    )
 
 
 def _data_uri(png: bytes) -> str:
