@@ -35,8 +35,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from seewhy.core.engine import bf16_native
+from seewhy.core.inputs import Inputs
+from seewhy.core.model import Model
 from seewhy.core.targets import PredictedClass
-from seewhy.methods.cam import CAM, _bf16_native
+from seewhy.methods.cam import CAM
 from seewhy.methods.registry import create_method
 
 warnings.filterwarnings("ignore")
@@ -192,7 +195,9 @@ def gradient_contenders(arch: Arch, model: nn.Module, x: torch.Tensor) -> dict[s
     funcs: dict[str, Run] = {
         "floor": floor(model, layer, x),
         "seewhy gradcam": lambda: one(model, x, target),
-        "seewhy 5 CAMs (one run_many)": lambda: CAM.run_many(five, model, x, target),
+        "seewhy 5 CAMs (one run_many)": lambda: CAM.run_many(
+            five, Model.of(model), Inputs.of(x), target
+        ),
         "pytorch-grad-cam GradCAM": pgc([GradCAM]),
         "pytorch-grad-cam 5 CAMs (one by one)": pgc(
             [GradCAM, GradCAMPlusPlus, HiResCAM, XGradCAM, LayerCAM]
@@ -449,7 +454,7 @@ def main() -> None:
         "upsampled to the input size like everyone else's.\n\n"
         'seewhy scorecam\'s default `precision="auto"` sends the masked inputs through bfloat16 '
         "autocast where the hardware computes bfloat16 natively (here: "
-        f"{'yes' if _bf16_native(device) else 'no'}); activations, softmax and map stay float32, "
+        f"{'yes' if bf16_native(device) else 'no'}); activations, softmax and map stay float32, "
         "and the maps agree with exact float32 ones at Pearson r >= 0.999 (a few per cent of "
         'the peak at most). `precision="float32"` keeps every forward in float32: maps equal to '
         "the plain computation up to rounding.\n\n"

@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 
 from seewhy import load_model
 from seewhy.assets import demo_cards, demo_dir, demo_manifest, demo_samples
-from seewhy.data.output import validate_summary
+from seewhy.data.summary import validate_summary
 from seewhy.methods.registry import create_method
 
 LABELS = ["normal", "fracture"]

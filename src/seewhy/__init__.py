@@ -10,10 +10,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "explain": ("seewhy.jobs.explain", "explain"),
-    "load_model": ("seewhy.models.loader", "load_model"),
-    "layers": ("seewhy.jobs.explain", "layers"),
-    "Model": ("seewhy.models.model", "Model"),
+    "explain": ("seewhy.api", "explain"),
+    "load_model": ("seewhy.api", "load_model"),
+    "layers": ("seewhy.api", "layers"),
+    "Model": ("seewhy.core.model", "Model"),
     "Explanation": ("seewhy.core.explanation", "Explanation"),
     "SeewhyError": ("seewhy.core.errors", "SeewhyError"),
     "available_methods": ("seewhy.methods.registry", "available_methods"),

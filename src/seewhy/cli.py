@@ -134,7 +134,7 @@ def explain(
 
     def work() -> int:
         from seewhy.data.samples import from_inputs, from_manifest
-        from seewhy.jobs.workflow import ExplainOptions, run_explain
+        from seewhy.jobs.explain import ExplainOptions, run_explain
         from seewhy.render.console import print_summary
 
         if images and data:
@@ -205,8 +205,8 @@ def layers(
     """
 
     def work() -> None:
+        from seewhy.api import auto_layer_name
         from seewhy.core.layers import example_input, list_layers
-        from seewhy.jobs.explain import auto_layer_name
         from seewhy.models.loader import load_model
 
         m = load_model(

@@ -91,7 +91,7 @@ def test_eigencam_alone_equals_eigencam_beside_gradcam_after_an_inplace_relu() -
     total = total - total.mean(dim=1, keepdim=True)
     flip = torch.where((proj * total).sum(dim=1) < 0, -1.0, 1.0)
     low = (proj * flip[:, None]).view(2, 12, 12).clamp_min(0)
-    torch.testing.assert_close(alone.extras["low_res"], low, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(alone.raw["image"], low, rtol=1e-4, atol=1e-5)
 
 
 class TwiceConv(nn.Module):

@@ -54,7 +54,7 @@ def test_gradcam_on_torchvision_swin_features_matches_a_hand_computation(
     out = swin.head(swin.flatten(swin.avgpool(swin.permute(swin.norm(f)))))
     (g,) = torch.autograd.grad(out[:, 1].sum(), f)
     low = (g.mean(dim=(1, 2))[:, None, None, :] * f.detach()).sum(-1).clamp_min(0)
-    torch.testing.assert_close(e.extras["low_res"], low, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(e.raw["image"], low, rtol=1e-4, atol=1e-6)
     up = F.interpolate(low[:, None], size=(224, 224), mode="bilinear", align_corners=False)[:, 0]
     torch.testing.assert_close(e.map, up, rtol=1e-4, atol=1e-6)
     m = e.map[0]

@@ -52,7 +52,7 @@ def test_auto_layer_finds_the_last_spatial_layer(
     for e in exps:
         assert e.layer == layer, e.method
         assert e.map.shape == (2, 224, 224) and e.map.dtype == torch.float32
-        assert tuple(e.extras["low_res"].shape[-2:]) == grid
+        assert tuple(e.raw["image"].shape[-2:]) == grid
         assert torch.isfinite(e.map).all(), e.method
         assert (e.map >= 0).all(), e.method  # rectified
     for e in (exps[0], exps[-1]):  # gradcam, eigencam: a real map, something highlighted
@@ -141,7 +141,7 @@ def test_auto_layer_on_a_custom_cnn_finds_the_planted_spots() -> None:
     for target, (spot, other) in enumerate([(red, blue), (blue, red)]):
         for e in explain(model, x, cams, target=target):
             m = e.map[0]
-            assert e.layer == "features" and tuple(e.extras["low_res"].shape) == (1, 32, 32)
+            assert e.layer == "features" and tuple(e.raw["image"].shape) == (1, 32, 32)
             peak = divmod(int(m.argmax()), 64)
             assert spot[0].start <= peak[0] < spot[0].stop, (e.method, target, peak)
             assert spot[1].start <= peak[1] < spot[1].stop, (e.method, target, peak)
@@ -194,7 +194,7 @@ def test_auto_layer_on_a_torchvision_vit_reads_the_last_blocks_tokens() -> None:
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     layer = "encoder.layers.encoder_layer_1.ln_1"
     (e,) = explain(model, x, ["gradcam"], target=2)
-    assert e.layer == layer and tuple(e.extras["low_res"].shape) == (2, 4, 4)
+    assert e.layer == layer and tuple(e.raw["image"].shape) == (2, 4, 4)
     assert (e.map.flatten(1).amax(1) > 0).all()
     module = dict(model.named_modules())[layer]
     reshape = lambda t: t[:, 1:, :].reshape(t.shape[0], 4, 4, t.shape[2]).permute(0, 3, 1, 2)  # noqa: E731

@@ -172,7 +172,7 @@ FOLDER_IDS = [
 def test_a_folder_is_its_images_with_class_folders_as_labels(tree: Path) -> None:
     samples = from_inputs([tree])
     assert ids(samples) == FOLDER_IDS
-    assert [s.target for s in samples] == ["fracture"] * 3 + ["normal"] * 4
+    assert [s.truth for s in samples] == ["fracture"] * 3 + ["normal"] * 4
     assert samples[0].image_path == str(tree / "fracture" / "extra" / "deep.png")
     assert ids(from_inputs([tree])) == FOLDER_IDS  # a rerun: the same
 
@@ -181,7 +181,7 @@ def test_a_folder_with_loose_images_has_no_labels(tree: Path) -> None:
     png(tree / "loose.png")
     samples = from_inputs([tree])
     assert ids(samples) == sorted([*FOLDER_IDS, "loose"], key=lambda i: i.split("__"))
-    assert {s.target for s in samples} == {None}
+    assert {s.truth for s in samples} == {None}
 
 
 def test_sample_from_a_folder_is_seeded_and_in_sorted_order(tree: Path) -> None:
@@ -202,7 +202,7 @@ def test_files_and_folders_mixed(
     png(tmp_path / "other.png")
     samples = from_inputs(["other.png", "test", "test/normal/n0.png"])
     assert ids(samples) == ["other", *FOLDER_IDS]  # n0 given twice: one sample
-    assert samples[0].target is None
+    assert samples[0].truth is None
     one = from_inputs(["other.png", "test"], sample=3, seed=1)
     assert ids(one) == ids(from_inputs(["other.png", "test"], sample=3, seed=1))
     assert set(ids(one)) <= {"other", *FOLDER_IDS}
@@ -219,7 +219,7 @@ def test_a_folder_without_images_is_a_usage_error(tmp_path: Path) -> None:
 def test_a_positional_csv_is_a_manifest(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("case,file,label\nc0,a.png,normal\nc1,b.png,fracture\n")
     samples = from_inputs([tmp_path / "m.csv"], id_col="case", image_col="file", target_col="label")
-    assert ids(samples) == ["c0", "c1"] and [s.target for s in samples] == ["normal", "fracture"]
+    assert ids(samples) == ["c0", "c1"] and [s.truth for s in samples] == ["normal", "fracture"]
     assert samples[1].image_path == str(tmp_path / "b.png")
     with pytest.raises(UsageError, match=r"--id-col reads a manifest"):
         from_inputs([tmp_path / "a.png"], id_col="case")
@@ -261,16 +261,16 @@ def test_cli_explains_a_sample_of_a_folder_with_true_labels(
     assert run_cli(tmp_path, monkeypatch, *args, "--out", "out") == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     (want,) = from_inputs(["test"], sample=1, seed=3)  # in tmp_path, as the CLI ran
-    assert want.target in ("normal", "fracture")
+    assert want.truth in ("normal", "fracture")
     assert summary["samples"] == [want.describe()]
     (result,) = summary["results"]
-    assert result["sample"] == want.id and result["explained"].startswith(want.target)
+    assert result["sample"] == want.id and result["explained"].startswith(want.truth)
 
 
 def test_cli_hands_the_folder_samples_to_the_workflow(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import seewhy.jobs.workflow as workflow
+    import seewhy.jobs.explain as workflow
 
     seen: list[list[Any]] = []
 
@@ -284,7 +284,7 @@ def test_cli_hands_the_folder_samples_to_the_workflow(
     assert code == 2 and "stop here" in capsys.readouterr().err
     (got,) = seen
     want = from_inputs([tree], sample=2, seed=4)
-    assert ids(got) == ids(want) and [s.target for s in got] == [s.target for s in want]
+    assert ids(got) == ids(want) and [s.truth for s in got] == [s.truth for s in want]
     # manifest-only flags still need a manifest; a positional CSV is one
     assert run_cli(tmp_path, monkeypatch, "explain", "test", "--id-col", "c", "-m", "x") == 2
     assert "--id-col reads a manifest" in capsys.readouterr().err

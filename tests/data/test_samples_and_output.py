@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from seewhy.core.errors import UsageError
-from seewhy.data.output import OutputFolder, done_results, new_summary, validate_summary
+from seewhy.data.output import OutputFolder, done_results
 from seewhy.data.samples import from_manifest, from_paths, safe_id, unique_ids
+from seewhy.data.summary import new_summary, validate_summary
 
 
 def test_ids_are_file_safe_and_unique(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,7 +27,7 @@ def test_manifest_paths_relative_to_manifest_and_seeded_sample(tmp_path: Path) -
     (tmp_path / "m.csv").write_text("id,image_path,label\n" + rows + "\n")
     all_rows = from_manifest(tmp_path / "m.csv", target_col="label")
     assert [s.id for s in all_rows] == [f"case{i}" for i in range(10)]
-    assert all_rows[3].image_path == str(tmp_path / "img3.png") and all_rows[3].target == "1"
+    assert all_rows[3].image_path == str(tmp_path / "img3.png") and all_rows[3].truth == "1"
     a = from_manifest(tmp_path / "m.csv", sample=4, seed=7)
     b = from_manifest(tmp_path / "m.csv", sample=4, seed=7)
     c = from_manifest(tmp_path / "m.csv", sample=4, seed=8)

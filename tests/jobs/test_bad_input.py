@@ -12,7 +12,7 @@ import pytest
 from cli_runner import invoke
 from PIL import Image
 
-from seewhy.data.output import validate_summary
+from seewhy.data.summary import validate_summary
 
 
 def _no_temp_files(out: Path) -> None:

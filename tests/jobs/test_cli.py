@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from seewhy import explain, load_model
-from seewhy.data.output import validate_summary
+from seewhy.data.summary import validate_summary
 
 METHODS = ["gradcam", "eigencam", "scorecam"]
 

@@ -19,9 +19,9 @@ from rich.console import Console
 
 from seewhy import explain, load_model
 from seewhy.cli import main
-from seewhy.data.output import validate_summary
 from seewhy.data.samples import from_paths
-from seewhy.jobs.workflow import ExplainOptions, run_explain
+from seewhy.data.summary import validate_summary
+from seewhy.jobs.explain import ExplainOptions, run_explain
 
 
 def one_line_error(output: str) -> str:

@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from seewhy.cli import app
-from seewhy.data.output import validate_summary
+from seewhy.data.summary import validate_summary
 
 runner = CliRunner()
 

@@ -13,9 +13,9 @@ import torch
 from cli_runner import invoke
 
 from seewhy import explain, load_model
-from seewhy.data.output import validate_summary
 from seewhy.data.samples import from_paths
-from seewhy.jobs.workflow import ExplainOptions, run_explain
+from seewhy.data.summary import validate_summary
+from seewhy.jobs.explain import ExplainOptions, run_explain
 
 
 def summary_of(out: Path) -> dict[str, Any]:
@@ -271,7 +271,7 @@ def test_models_that_crop_differently_are_compared_where_both_see_the_image() ->
     from PIL import Image
 
     from seewhy.checks.agreement import rank_correlation
-    from seewhy.jobs.workflow import _place
+    from seewhy.jobs.explain import _place
     from seewhy.models.model import Preprocess
 
     # One pattern in the original image's frame, seen through two models' frames.

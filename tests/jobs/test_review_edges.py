@@ -13,8 +13,8 @@ from cli_runner import invoke
 from PIL import Image
 
 import seewhy
-from seewhy.data.output import validate_summary
 from seewhy.data.samples import from_inputs
+from seewhy.data.summary import validate_summary
 
 
 def summary_of(out: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from seewhy import explain
 from seewhy.core.errors import MethodNotApplicableError, UsageError
+from seewhy.core.inputs import Inputs
 from seewhy.core.targets import ClassTarget, PredictedClass, RegressionTarget
 from seewhy.methods.base import Method
 from seewhy.methods.cam import CAM
@@ -204,7 +205,7 @@ def test_regression_opposite_maps_from_the_same_passes(monkeypatch: pytest.Monke
     grads = CountingGrad()
     monkeypatch.setattr(torch.autograd, "grad", grads)
     ROWS.clear()
-    exps = CAM.run_many(methods, model, x, RegressionTarget())
+    exps = CAM.run_many(methods, model, Inputs.of(x), RegressionTarget())
     # one forward and one backward for the layer; Score-CAM: one forward of its 3 x 3 distinct
     # masks and one of the blank input. Explaining -value as well used to double both.
     assert grads.calls == 1
@@ -246,8 +247,8 @@ def test_no_forward_sees_more_than_batch_size_rows(small_cnn: nn.Module, method:
         lambda: create_method(method, layer="inner.features", **EXACT)(model, x, 1, batch_size=3),
         lambda: CAM.run_many(
             [create_method(method, layer="inner.features", **EXACT)],
-            model,
-            x,
+            Model.of(model),
+            Inputs.of(x),
             ClassTarget(1),
             batch_size=3,
         )[0],
@@ -266,12 +267,19 @@ def test_batch_size_must_be_a_positive_integer(
     with pytest.raises(UsageError, match="batch_size must be an integer >= 1"):
         create_method("scorecam", layer="features")(small_cnn, images, 0, batch_size=bad)
     with pytest.raises(UsageError, match="batch_size must be an integer >= 1"):
-        CAM.run_many([create_method("gradcam")], small_cnn, images, ClassTarget(0), batch_size=bad)
+        CAM.run_many(
+            [create_method("gradcam")],
+            Model.of(small_cnn),
+            Inputs.of(images),
+            ClassTarget(0),
+            batch_size=bad,
+        )
 
 
 def test_scorecam_has_no_batch_size_setting(small_cnn: nn.Module) -> None:
-    m = create_method("scorecam", layer="features", batch_size=1)  # dropped: not a setting
-    assert "batch_size" not in m.params()
+    with pytest.raises(UsageError, match=r"batch_size is a call argument"):
+        create_method("scorecam", layer="features", batch_size=1)  # not a setting
+    assert "batch_size" not in create_method("scorecam", layer="features").params()
     x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     model = CountingRows(small_cnn)
     ROWS.clear()

@@ -42,6 +42,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import Tensor, nn
 
 from seewhy.core.explanation import Explanation
+from seewhy.core.inputs import Inputs
+from seewhy.core.model import Model
 from seewhy.core.targets import ClassTarget, PredictedClass, Target
 from seewhy.methods import cam as cam_module
 from seewhy.methods.cam import CAM
@@ -168,7 +170,9 @@ def ours(arch: Arch) -> Ours:
     result: Ours = {}
     for kind, todo in plan.items():
         methods = [create_method(n, layer=arch.layers[s]) for s, n in todo]
-        explanations = CAM.run_many(methods, arch.model, arch.x, target_of(kind))
+        explanations = CAM.run_many(
+            methods, Model.of(arch.model), Inputs.of(arch.x), target_of(kind)
+        )
         for (stage, name), e in zip(todo, explanations, strict=True):
             result.setdefault((stage, kind), {})[name] = e
     return result
@@ -298,7 +302,7 @@ def test_gradcam_plus_plus_is_the_closed_form(arch: Arch, ours: Ours, kind: str)
     (g,) = torch.autograd.grad(score, a)
     a = a.detach()
     exact = gradcam_plus_plus_closed_form(a, g)
-    low = e.extras["low_res"]
+    low = e.raw["image"]
     r = [pearson(low[i], exact[i]) for i in range(2)]
     assert min(r) >= R_MIN, f"{arch.name} ({kind}), model's scale: r = {r}"
 
@@ -306,7 +310,7 @@ def test_gradcam_plus_plus_is_the_closed_form(arch: Arch, ours: Ours, kind: str)
     scale = 100.0 if toward_pole <= 0.01 else min(100.0, 1 / toward_pole)
     model = ScaledLogits(arch.model, scale)
     method = create_method("gradcam++", layer=f"model.{arch.layer}")
-    scaled = method(model, arch.x, target_of(kind)).extras["low_res"]
+    scaled = method(model, arch.x, target_of(kind)).raw["image"]
     exact = gradcam_plus_plus_closed_form(a, scale * g).float()
     torch.testing.assert_close(scaled, exact, rtol=0, atol=1e-2 * float(exact.max()))
 
@@ -364,7 +368,7 @@ def test_eigencam_orients_the_component_with_the_channel_sum(
     """Our map is the rectified projection on the first principal component, signed so that it
     correlates positively with the channel-summed activation, whatever sign the SVD returns."""
     mine = ours["last", "fixed"]["eigencam"]
-    low = mine.extras["low_res"]
+    low = mine.raw["image"]
     with torch.no_grad():
         acts = arch.features(arch.x).float()  # [2, K, h, w]
     for i in range(2):
@@ -403,12 +407,12 @@ def test_gradcam_matches_captum_layergradcam(arch: Arch, ours: Ours) -> None:
 def test_run_many_equals_each_method_alone(arch: Arch, ours: Ours) -> None:
     target = ClassTarget(FIXED_CLASS)
     methods = [create_method(n, layer=arch.layer) for n in GRADIENT_CAMS]
-    together = CAM.run_many(methods, arch.model, arch.x, target)
+    together = CAM.run_many(methods, Model.of(arch.model), Inputs.of(arch.x), target)
     for name, m, e in zip(GRADIENT_CAMS, methods, together, strict=True):
         alone = m(arch.model, arch.x, target)
         assert alone.method == e.method == name
         torch.testing.assert_close(e.map, alone.map, rtol=0, atol=0)
-        torch.testing.assert_close(e.extras["low_res"], alone.extras["low_res"], rtol=0, atol=0)
+        torch.testing.assert_close(e.raw["image"], alone.raw["image"], rtol=0, atol=0)
         # the fixture's pass also carried eigencam: sharing it changes nothing either
         torch.testing.assert_close(ours["last", "fixed"][name].map, e.map, rtol=0, atol=0)
 

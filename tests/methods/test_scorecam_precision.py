@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from seewhy.core import engine as engine_module
 from seewhy.core.errors import UsageError
 from seewhy.core.explanation import Explanation
 from seewhy.core.targets import ClassTarget
-from seewhy.methods import cam as cam_module
 from seewhy.methods.registry import create_method
 
 
@@ -41,7 +41,7 @@ def test_auto_is_the_default_and_uses_bfloat16_where_native(
     exact = scorecam(model, x, precision="float32")
     assert exact.params["precision"] == "float32" and exact.params["forward_dtype"] == "float32"
 
-    monkeypatch.setattr(cam_module, "_bf16_native", lambda device: True)
+    monkeypatch.setattr(engine_module, "bf16_native", lambda device: True)
     fast = scorecam(model, x)
     assert fast.params["precision"] == "auto" and fast.params["forward_dtype"] == "bfloat16"
     # bfloat16 scores move the softmax weights a little, never the picture.
@@ -51,7 +51,7 @@ def test_auto_is_the_default_and_uses_bfloat16_where_native(
         peak = float(exact.map[i].max())
         assert float((fast.map[i] - exact.map[i]).abs().max()) <= 0.1 * peak
 
-    monkeypatch.setattr(cam_module, "_bf16_native", lambda device: False)
+    monkeypatch.setattr(engine_module, "bf16_native", lambda device: False)
     fallback = scorecam(model, x)
     assert fallback.params["forward_dtype"] == "float32"
     torch.testing.assert_close(fallback.map, exact.map, atol=0, rtol=0)
@@ -61,7 +61,7 @@ def test_auto_keeps_a_half_precision_model_in_its_own_dtype(
     resnet: tuple[nn.Module, torch.Tensor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model, x = resnet
-    monkeypatch.setattr(cam_module, "_bf16_native", lambda device: True)
+    monkeypatch.setattr(engine_module, "bf16_native", lambda device: True)
     e = scorecam(model.to(torch.bfloat16), x.to(torch.bfloat16))
     assert e.params["forward_dtype"] == "bfloat16"
     assert e.map.dtype == torch.float32 and bool(torch.isfinite(e.map).all())
@@ -83,10 +83,10 @@ def test_cpu_bfloat16_counts_only_in_hardware(
     # oneDNN converts bfloat16 on any AVX-512 CPU (slower than float32 there): not native.
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    assert cam_module._bf16_native(torch.device("cpu")) is native
+    assert engine_module.bf16_native(torch.device("cpu")) is native
 
 
 def test_cuda_bfloat16_needs_ampere(monkeypatch: pytest.MonkeyPatch) -> None:
     for capability, native in [((7, 5), False), ((8, 0), True), ((9, 0), True)]:
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d, c=capability: c)
-        assert cam_module._bf16_native(torch.device("cuda")) is native
+        assert engine_module.bf16_native(torch.device("cuda")) is native

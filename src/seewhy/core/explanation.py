@@ -25,12 +25,20 @@ class Explanation:
         target_indices: the class explained per sample ``[B]``, in label space: a single-logit
             binary classifier's are 0 (negative) and 1 (positive), read from its one output
             column (``Target.columns``); otherwise the output column explained.
-        signed: whether the maps keep a sign (negative = lowers the target).
-        extras: optional outputs. CAMs: ``low_res`` (the map on the layer's grid); for a
-            regression target, ``opposite`` (``[B, H, W]``, like the map: the map of the
-            opposite sign, e.g. what lowers the output when ``value`` is explained) and
-            ``opposite_target`` (its target name, ``-value``), absent for methods that do not
-            depend on the target (``Method.depends_on_target``, e.g. EigenCAM).
+        signed: whether the image map keeps a sign (negative = lowers the target).
+        extras: optional batch outputs: tensors ``[B, ...]`` (joined by :meth:`concat`) or
+            values shared by the batch. CAMs, for a regression target: ``opposite``
+            (``[B, H, W]``, like the map: the map of the opposite sign, e.g. what lowers the
+            output when ``value`` is explained) and ``opposite_target`` (its target name,
+            ``-value``), absent for methods that do not depend on the target
+            (``Method.depends_on_target``, e.g. EigenCAM).
+        raw: input name -> the attribution as the method computed it, before it was made a
+            displayed map: a CAM's map on the layer's grid ``[B, h, w]``; a gradient method's
+            ``[B, C, H, W]``. Inputs without a raw form are absent.
+        input_signed: input name -> whether that input's attribution keeps a sign (a token
+            attribution can be signed beside an unsigned image map); ``signed`` is the image's.
+        per_sample: name -> one value per sample (a list of length ``B``), for ragged results
+            such as token lists; :meth:`concat` joins them in order.
     """
 
     method: str
@@ -42,6 +50,13 @@ class Explanation:
     target_indices: Tensor | None = None
     signed: bool = False
     extras: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Tensor] = field(default_factory=dict)
+    input_signed: Mapping[str, bool] = field(default_factory=dict)
+    per_sample: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+
+    def is_signed(self, name: str = "image") -> bool:
+        """Whether input ``name``'s attribution keeps a sign."""
+        return bool(self.input_signed.get(name, self.signed))
 
     @property
     def map(self) -> Tensor:
@@ -56,7 +71,7 @@ class Explanation:
         m = self.attributions[name]
         flat = m.flatten(1)
         shape = (-1,) + (1,) * (m.ndim - 1)
-        if self.signed:
+        if self.is_signed(name):
             scale = flat.abs().amax(dim=1).clamp_min(1e-12).view(shape)
             return m / scale
         lo = flat.amin(dim=1).view(shape)
@@ -82,6 +97,16 @@ class Explanation:
             for k in first.extras
             if all(k in p.extras for p in parts)
         }
+        raw = {
+            k: torch.cat([p.raw[k] for p in parts])
+            for k in first.raw
+            if all(k in p.raw for p in parts)
+        }
+        per_sample = {
+            k: [v for p in parts for v in p.per_sample[k]]
+            for k in first.per_sample
+            if all(k in p.per_sample for p in parts)
+        }
         return Explanation(
             method=first.method,
             attributions={
@@ -96,4 +121,7 @@ class Explanation:
             else torch.cat([p.target_indices for p in parts]),  # type: ignore[misc]
             signed=first.signed,
             extras=extras,
+            raw=raw,
+            input_signed=first.input_signed,
+            per_sample=per_sample,
         )

@@ -4,6 +4,12 @@ A target is a callable ``output -> Tensor[B]``: the scalar per sample whose grad
 change under perturbation) the method reads: one output column per sample (``columns``), read
 with a sign (``signs``), explaining a class in label space (``indices``). ``parse_target``
 turns the CLI's ``--target`` strings into targets, in this one place.
+
+Targets are resolved ONCE, on the clean output (:meth:`Target.resolve`): ``pred`` becomes the
+classes picked on the unperturbed input, fixed as a :class:`ResolvedTarget` (indices, columns,
+signs and the clean values). Methods that run the model on other inputs (masked, occluded,
+interpolated, deleted) read those fixed columns there: the explanation explains the class
+picked on the clean input, never one re-decided on a perturbed one.
 """
 
 from __future__ import annotations
@@ -97,6 +103,26 @@ class Target:
 
         out = output_tensor(output)
         return torch.full((out.shape[0],), float(self.sign), device=out.device)
+
+    def rows(self, index: slice) -> Target:
+        """This target for the rows ``index`` of the batch (the same for shared targets)."""
+        return self
+
+    def resolve(self, output: Any) -> ResolvedTarget:
+        """This target fixed on ``output``, the model's output on the CLEAN batch: the columns,
+        signs and classes decided there are kept for any other input of the same samples."""
+        out = output_tensor(output).detach()
+        columns = self.columns(out).detach()
+        signs = self.signs(out).detach().float()
+        values = signs * out.float().gather(1, columns[:, None]).squeeze(1)
+        return ResolvedTarget(
+            name=self.name,
+            source=self,
+            class_indices=self.indices(out).detach(),
+            output_columns=columns,
+            output_signs=signs,
+            values=values,
+        )
 
 
 class _ClassTarget(Target):
@@ -194,6 +220,9 @@ class SampleClasses(_ClassTarget):
         self._check_range(self.per_sample, out, "true class")
         return torch.tensor(self.per_sample, dtype=torch.long, device=out.device)
 
+    def rows(self, index: slice) -> SampleClasses:
+        return dataclasses.replace(self, per_sample=self.per_sample[index])
+
 
 @dataclass(frozen=True)
 class RegressionTarget(Target):
@@ -221,6 +250,101 @@ class RegressionTarget(Target):
                 f"output {self.output} is out of range: the model has {out.shape[1]} outputs"
             )
         return torch.full((out.shape[0],), self.output, dtype=torch.long, device=out.device)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ResolvedTarget(Target):
+    """A target fixed on the clean output of one batch (:meth:`Target.resolve`).
+
+    Applied to any output of the same samples (a masked, occluded or interpolated input), it
+    reads the columns and signs decided on the clean one: ``pred`` stays the class picked on the
+    clean input. Per-sample tensors are ``[B]``; :meth:`rows` and :meth:`repeat` follow the
+    batch when it is chunked or expanded (IG steps, RISE masks).
+
+    Attributes:
+        name: the target's name (``pred``, a label, ``value``, ``-value`` ...).
+        source: the target it was resolved from.
+        class_indices: ``[B]`` the class explained, in label space.
+        output_columns: ``[B]`` the output column read.
+        output_signs: ``[B]`` float32, the sign it is read with.
+        values: ``[B]`` float32, the signed target on the clean output.
+    """
+
+    name: str
+    source: Target
+    class_indices: Tensor
+    output_columns: Tensor
+    output_signs: Tensor
+    values: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.output_columns.shape[0])
+
+    @property
+    def regression(self) -> bool:
+        return isinstance(self.source, RegressionTarget)
+
+    def _fit(self, output: Any) -> Tensor:
+        out = output_tensor(output)
+        if out.shape[0] != self.batch_size:
+            raise TargetError(
+                f"target '{self.name}' was resolved for {self.batch_size} samples, applied to an "
+                f"output of {out.shape[0]}; use .rows() or .repeat() to follow the batch"
+            )
+        return out
+
+    def indices(self, output: Any) -> Tensor:
+        out = self._fit(output)
+        return self.class_indices.to(out.device)
+
+    def columns(self, output: Any) -> Tensor:
+        out = self._fit(output)
+        return self.output_columns.to(out.device)
+
+    def signs(self, output: Any) -> Tensor:
+        out = self._fit(output)
+        return self.output_signs.to(out.device)
+
+    def resolve(self, output: Any) -> ResolvedTarget:
+        """Already resolved: itself (the batch size is checked)."""
+        self._fit(output)
+        return self
+
+    def rows(self, index: slice | Tensor) -> ResolvedTarget:
+        return self._map(lambda t: t[index])
+
+    def repeat(self, times: int) -> ResolvedTarget:
+        """Each sample's target ``times`` times in a row, as ``Inputs.repeat`` lays out rows."""
+        return self._map(lambda t: t.repeat_interleave(times, dim=0))
+
+    def opposite(self) -> ResolvedTarget:
+        """The target of the other sign: the same columns read with the signs flipped
+        (regression: ``value`` <-> ``-value``; a class: its negated score ``-<name>``)."""
+        if isinstance(self.source, RegressionTarget):
+            source: Target = self.source.opposite()
+            name = source.name
+        else:
+            source, name = (
+                self.source,
+                (self.name[1:] if self.name.startswith("-") else f"-{self.name}"),
+            )
+        return dataclasses.replace(
+            self,
+            name=name,
+            source=source,
+            output_signs=-self.output_signs,
+            values=-self.values,
+        )
+
+    def _map(self, fn: Any) -> ResolvedTarget:
+        return dataclasses.replace(
+            self,
+            class_indices=fn(self.class_indices),
+            output_columns=fn(self.output_columns),
+            output_signs=fn(self.output_signs),
+            values=fn(self.values),
+        )
 
 
 def parse_target(

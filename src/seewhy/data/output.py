@@ -1,15 +1,16 @@
-"""The output folder (SPEC section 7): paths, atomic writes, resume, summary.json schema."""
+"""The output folder (SPEC section 7): paths, atomic writes, resume.
+
+What summary.json holds (its schema) is :mod:`seewhy.data.summary`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from seewhy.core.atomic import atomic_path, atomic_write
-
-SCHEMA = "seewhy/1"
+from seewhy.data.summary import SCHEMA, new_summary
 
 
 def _file_part(name: str) -> str:
@@ -95,18 +96,6 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def new_summary() -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "models": [],
-        "samples": [],
-        "results": [],
-        "agreement": [],
-        "checks": [],
-        "cohorts": [],
-    }
-
-
 def done_results(summary: dict[str, Any], root: Path) -> set[tuple[str, str, str]]:
     """(sample, model, method) triples already finished, with their map and figure on disk."""
     out = set()
@@ -116,71 +105,3 @@ def done_results(summary: dict[str, Any], root: Path) -> set[tuple[str, str, str
             if all(f and (root / f).is_file() for f in files):
                 out.add((r["sample"], r["model"], a["method"]))
     return out
-
-
-# -- schema ---------------------------------------------------------------------------------
-_REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "models": {"name": str, "arch": str, "task": str, "layer": str},
-    "samples": {"id": str, "image_path": str},
-    "results": {
-        "sample": str,
-        "model": str,
-        "prediction": dict,
-        "explained": str,
-        "attributions": list,
-    },
-    "agreement": {
-        "sample": str,
-        "models": list,
-        "same_prediction": bool,
-        "rank_correlation": (int, float),
-        "top_iou": (int, float),
-    },
-    "checks": {"model": str, "method": str, "verdict": str, "reasons": list},
-    "cohorts": {"name": str, "sample_ids": list},
-}
-
-
-def validate_summary(summary: Any) -> list[str]:
-    """Problems with a summary.json document against the ``seewhy/1`` schema (empty = valid)."""
-    problems: list[str] = []
-    if not isinstance(summary, dict):
-        return ["summary is not a JSON object"]
-    if summary.get("schema") != SCHEMA:
-        problems.append(f"schema is {summary.get('schema')!r}, expected {SCHEMA!r}")
-    for section, fields in _REQUIRED.items():
-        items = summary.get(section)
-        if not isinstance(items, list):
-            problems.append(f"'{section}' is missing or not a list")
-            continue
-        for i, item in enumerate(items):
-            problems.extend(_check(f"{section}[{i}]", item, fields))
-    for i, r in enumerate(summary.get("results", []) or []):
-        pred = r.get("prediction", {}) if isinstance(r, dict) else {}
-        if not (("label" in pred and "index" in pred and "score" in pred) or "value" in pred):
-            problems.append(f"results[{i}].prediction needs label/index/score or value")
-        for j, a in enumerate(r.get("attributions", []) if isinstance(r, dict) else []):
-            problems.extend(
-                _check(
-                    f"results[{i}].attributions[{j}]", a, {"method": str, "map": str, "figure": str}
-                )
-            )
-    ids = {s.get("id") for s in summary.get("samples", []) or [] if isinstance(s, dict)}
-    names = {m.get("name") for m in summary.get("models", []) or [] if isinstance(m, dict)}
-    for i, r in enumerate(summary.get("results", []) or []):
-        if isinstance(r, dict) and r.get("sample") not in ids:
-            problems.append(f"results[{i}].sample {r.get('sample')!r} is not in samples[]")
-        if isinstance(r, dict) and r.get("model") not in names:
-            problems.append(f"results[{i}].model {r.get('model')!r} is not in models[]")
-    return problems
-
-
-def _check(where: str, item: Any, fields: dict[str, type | tuple[type, ...]]) -> Iterator[str]:
-    if not isinstance(item, dict):
-        yield f"{where} is not an object"
-        return
-    for key, kind in fields.items():
-        if key not in item:
-            yield f"{where} lacks '{key}'"
-        elif not isinstance(item[key], kind):
-            yield f"{where}.{key} has type {type(item[key]).__name__}"

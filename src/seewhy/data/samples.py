@@ -25,12 +25,16 @@ MANIFEST_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
 
 @dataclass(frozen=True)
 class Sample:
-    """One row to explain: a safe ``id`` (used in file names), the image path and extras."""
+    """One row to explain: a safe ``id`` (used in file names), the image path and extras.
+
+    ``truth`` is the ground truth (a class label or index from a manifest column or a class
+    subfolder); summary.json keeps it as the sample's ``target``.
+    """
 
     id: str
     image_path: str
     text: str | None = None
-    target: str | None = None
+    truth: str | None = None
     mask_path: str | None = None
     row: dict[str, Any] = field(default_factory=dict)
 
@@ -39,8 +43,8 @@ class Sample:
         out: dict[str, Any] = {"id": self.id, "image_path": self.image_path}
         if self.text is not None:
             out["text"] = self.text
-        if self.target is not None:
-            out["target"] = self.target
+        if self.truth is not None:
+            out["target"] = self.truth
         if self.mask_path is not None:
             out["mask_path"] = self.mask_path
         return out
@@ -115,7 +119,7 @@ class _Draft:
 
 def _path_draft(path: Path, root: Path | None, source: str, target: str | None = None) -> _Draft:
     return _Draft(
-        sample=Sample(id="", image_path=str(path), target=target),
+        sample=Sample(id="", image_path=str(path), truth=target),
         source=source,
         id=path_id(path, root),
         id_with_suffix=path_id(path, root, keep_suffix=True),
@@ -271,7 +275,7 @@ def from_inputs(
 
     A folder means its images, recursively (:func:`folder_images`); when every image sits in a
     subfolder (the ``<class>/`` layout) the first subfolder is its true label
-    (``Sample.target``). A ``.csv``/``.parquet`` file is a manifest, read as
+    (``Sample.truth``). A ``.csv``/``.parquet`` file is a manifest, read as
     :func:`from_manifest` reads it with the column arguments. The same file given twice (or
     found twice) is one sample.
 
@@ -428,7 +432,7 @@ def _manifest_drafts(
             id="",
             image_path=image or "",
             text=None if text_col is None else str(r[text_col]),
-            target=None if target_col is None else str(r[target_col]),
+            truth=None if target_col is None else str(r[target_col]),
             mask_path=None if mask_col is None else resolve(r[mask_col]),
             row=r,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seewhy.jobs.workflow import ExplainOptions, RunOutcome, run_explain
+from seewhy.jobs.explain import ExplainOptions, RunOutcome, run_explain
 
 DEMO_METHODS = ["gradcam", "eigencam", "scorecam"]
 

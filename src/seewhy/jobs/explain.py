@@ -165,12 +165,12 @@ def _validate(
     image per model). Returns each model's resolved CAM layer (``None`` when no CAM is asked),
     so the run does not search for it again per batch.
     """
+    from seewhy.api import example_image, resolve_methods
     from seewhy.core.errors import MethodNotApplicableError
-    from seewhy.core.layers import example_input, resolve_layer
+    from seewhy.core.layers import resolve_layer
     from seewhy.core.targets import parse_target
-    from seewhy.jobs.explain import resolve_methods
 
-    if opts.target.strip().lower() == "true" and any(s.target is None for s in samples):
+    if opts.target.strip().lower() == "true" and any(s.truth is None for s in samples):
         raise UsageError(
             "--target true needs the true labels: pass --data MANIFEST --target-col COL, or a "
             "folder with one subfolder per class"
@@ -196,11 +196,7 @@ def _validate(
                 method.check_applicable(m.module)
             except MethodNotApplicableError as exc:
                 raise MethodNotApplicableError(f"model {m.name} ({m.arch}): {exc}") from None
-        channels = len(m.preprocess.mean)
-        h, w = m.preprocess.size
-        example = example_input(m.module, (int(h), int(w)))
-        if example.shape[1] != channels:
-            example = example[:, :1].expand(-1, channels, -1, -1).contiguous()
+        example = example_image(m)
         try:
             spec = resolve_layer(m.module, m.layer, example)
         except MethodNotApplicableError as exc:
@@ -237,7 +233,7 @@ def _check_classes(model: Model, target: Any, spec: str, samples: Sequence[Sampl
         except UsageError:
             index = -1
         if classes and not 0 <= index < classes:
-            bad[str(s.target)] = bad.get(str(s.target), 0) + 1
+            bad[str(s.truth)] = bad.get(str(s.truth), 0) + 1
     if bad:
         shown = ", ".join(f"'{k}' ({v} samples)" for k, v in sorted(bad.items())[:5])
         raise UsageError(
@@ -271,7 +267,7 @@ def run_explain(
         TimeRemainingColumn,
     )
 
-    from seewhy.jobs.explain import resolve_methods
+    from seewhy.api import resolve_methods
     from seewhy.methods.registry import canonical_names
 
     console = console or Console(stderr=True)
@@ -353,7 +349,7 @@ def _request(sample: Sample, model: Model, opts: ExplainOptions) -> dict[str, An
     d = model.describe()
     return {
         "target": opts.target.strip(),
-        "sample_target": sample.target,
+        "sample_target": sample.truth,
         "image": _stamp(sample.image_path),
         "model": [d.get("arch"), d.get("task"), d.get("labels"), d.get("layer")],
         "preprocess": d.get("preprocess"),
@@ -529,7 +525,7 @@ class _Run:
         """Explain ``items`` (same methods to do) as one batch; write maps, figures, results."""
         import numpy as np
 
-        from seewhy.jobs.explain import explain
+        from seewhy.api import explain
 
         methods = list(items[0].methods)
         images = [decoded[t.sample.id, model.preprocess.bit_depth] for t in items]
@@ -843,7 +839,7 @@ def _batch_target(model: Model, samples: Sequence[Sample], target: str) -> Any:
 
 
 def _true_class(model: Model, sample: Sample) -> int:
-    value = str(sample.target).strip()
+    value = str(sample.truth).strip()
     labels = model.labels or []
     if value in labels:
         return labels.index(value)

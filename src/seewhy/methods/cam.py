@@ -39,18 +39,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from seewhy.core.errors import LayerError, MethodNotApplicableError
 from seewhy.core.explanation import Explanation
 from seewhy.core.hooks import capture_output
+from seewhy.core.inputs import DEFAULT_BATCH_SIZE, Inputs, check_batch_size
 from seewhy.core.layers import LayerSpec, resolve_layer
+from seewhy.core.model import Model
 from seewhy.core.state import explaining
-from seewhy.core.targets import RegressionTarget, Target, output_tensor
-from seewhy.methods.base import (
-    DEFAULT_BATCH_SIZE,
-    Method,
-    check_batch_size,
-    check_output,
-    default_layer,
-    module_of,
-    to_model_input,
-)
+from seewhy.core.targets import ResolvedTarget, Target
+from seewhy.methods.base import Method
 from seewhy.methods.registry import register
 
 if TYPE_CHECKING:
@@ -69,28 +63,38 @@ class LayerPass:
         activations: ``[B, K, h, w]`` the layer's output (its last call).
         gradients: ``[B, K, h, w]`` d target / d activations, or ``None``.
         output: ``[B, C]`` the model's output.
-        indices: ``[B]`` the class explained, in label space (binary: 0 negative, 1 positive).
-        columns: ``[B]`` the output column read.
-        signs: ``[B]`` float32, the sign the column is read with (+1, or -1 for ``-value`` and
-            a binary classifier's negative class).
+        target: the target resolved on this (clean) output: the class explained per sample in
+            label space (``indices``; binary: 0 negative, 1 positive), the output column read
+            (``columns``) and its sign (``signs``: -1 for ``-value`` and a binary classifier's
+            negative class).
         calls: how many times the layer ran in one forward.
     """
 
     layer: LayerSpec
-    inputs: Tensor
+    inputs: Inputs
     activations: Tensor
     gradients: Tensor | None
     output: Tensor
-    indices: Tensor
-    columns: Tensor
-    signs: Tensor
+    target: ResolvedTarget
     calls: int = 1
+
+    @property
+    def indices(self) -> Tensor:
+        return self.target.class_indices
+
+    @property
+    def columns(self) -> Tensor:
+        return self.target.output_columns
+
+    @property
+    def signs(self) -> Tensor:
+        return self.target.output_signs
 
     def negated(self) -> LayerPass:
         """The pass of the opposite target (``-f`` for the target ``f``): the same forward, the
         gradient ``-G`` and the signs flipped. No pass runs."""
         grads = None if self.gradients is None else -self.gradients
-        return dataclasses.replace(self, gradients=grads, signs=-self.signs)
+        return dataclasses.replace(self, gradients=grads, target=self.target.opposite())
 
     @staticmethod
     def concat(parts: Sequence[LayerPass]) -> LayerPass:
@@ -101,54 +105,65 @@ class LayerPass:
             return parts[0]
         first = parts[0]
         grads = [p.gradients for p in parts]
+        targets = [p.target for p in parts]
         return LayerPass(
             layer=first.layer,
-            inputs=torch.cat([p.inputs for p in parts]),
+            inputs=Inputs.cat([p.inputs for p in parts]),
             activations=torch.cat([p.activations for p in parts]),
             gradients=None if any(g is None for g in grads) else torch.cat(grads),  # type: ignore[arg-type]
             output=torch.cat([p.output for p in parts]),
-            indices=torch.cat([p.indices for p in parts]),
-            columns=torch.cat([p.columns for p in parts]),
-            signs=torch.cat([p.signs for p in parts]),
+            target=dataclasses.replace(
+                targets[0],
+                class_indices=torch.cat([t.class_indices for t in targets]),
+                output_columns=torch.cat([t.output_columns for t in targets]),
+                output_signs=torch.cat([t.output_signs for t in targets]),
+                values=torch.cat([t.values for t in targets]),
+            ),
             calls=max(p.calls for p in parts),
         )
 
 
 def layer_pass(
-    module: nn.Module,
-    inputs: Tensor,
+    model: Model,
+    inputs: Inputs,
     target: Target,
     layer: LayerSpec,
     *,
     gradients: bool,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> LayerPass:
-    """Forwards through ``module`` capturing ``layer``, and backwards down to it, ``batch_size``
-    samples at a time."""
+    """Forwards through the model capturing ``layer``, and backwards down to it, ``batch_size``
+    samples at a time. ``target`` is resolved on each chunk's output (the clean input)."""
     step = check_batch_size(batch_size)
     return LayerPass.concat(
         [
-            _one_pass(module, inputs[start : start + step], target, layer, gradients=gradients)
-            for start in range(0, inputs.shape[0], step)
+            _one_pass(
+                model,
+                inputs[start : start + step],
+                target.rows(slice(start, start + step)),
+                layer,
+                gradients=gradients,
+            )
+            for start in range(0, inputs.batch_size, step)
         ]
     )
 
 
 def _one_pass(
-    module: nn.Module, inputs: Tensor, target: Target, layer: LayerSpec, *, gradients: bool
+    model: Model, inputs: Inputs, target: Target, layer: LayerSpec, *, gradients: bool
 ) -> LayerPass:
-    """One forward through ``module`` capturing ``layer``, and one backward down to it."""
+    """One forward through the model capturing ``layer``, and one backward down to it."""
     import torch
 
-    x = to_model_input(module, inputs)
-    size = (int(x.shape[-2]), int(x.shape[-1])) if x.ndim == 4 else None
-    with explaining(module), capture_output(layer.module, layer.name, leaf=gradients) as cap:
+    x = model.to_input(inputs)
+    size = x.image_size
+    with explaining(model.module), capture_output(layer.module, layer.name, leaf=gradients) as cap:
         grad: Tensor | None = None
         if gradients:
             with torch.enable_grad():
-                out = output_tensor(module(x))
-                check_output(out)
-                score = target(out)
+                out = model.forward(x)
+                resolved = target.resolve(out)
+                score = resolved(out)
                 act = cap.get()
                 (g,) = torch.autograd.grad(score.sum(), act, allow_unused=True)
             if g is None:
@@ -169,8 +184,8 @@ def _one_pass(
                 )
         else:
             with torch.no_grad():
-                out = output_tensor(module(x))
-                check_output(out)
+                out = model.forward(x)
+                resolved = target.resolve(out)
             act = cap.get()
         calls = cap.calls
     out = out.detach()
@@ -180,9 +195,7 @@ def _one_pass(
         activations=layer.to_nchw(act.detach(), size).float(),
         gradients=grad,
         output=out.float(),
-        indices=target.indices(out).detach(),
-        columns=target.columns(out).detach(),
-        signs=target.signs(out).detach().float(),
+        target=resolved,
         calls=calls,
     )
 
@@ -215,20 +228,20 @@ class CAM(Method):
         if isinstance(module, torch.jit.ScriptModule):
             raise MethodNotApplicableError(TORCHSCRIPT_REFUSED)
 
-    def cam(self, p: LayerPass, module: nn.Module, target: Target) -> Tensor:
+    def cam(self, p: LayerPass) -> Tensor:
         """The rectified map ``[B, h, w]`` on the layer's grid."""
         raise NotImplementedError
 
     def maps(
-        self, p: LayerPass, module: nn.Module, target: Target, *, batch_size: int, opposite: bool
+        self, p: LayerPass, model: Model, *, batch_size: int, opposite: bool
     ) -> tuple[Tensor, Tensor | None]:
         """The map ``[B, h, w]`` and, if ``opposite``, the map of the opposite target (``-f``
         for the target ``f``), from the same pass: by default :meth:`cam` of the negated pass
         (gradient ``-G``). ``batch_size`` bounds any forward the method runs itself."""
-        low = self.cam(p, module, target)
+        low = self.cam(p)
         if not opposite:
             return low, None
-        return low, self.cam(p.negated(), module, _opposite(target))
+        return low, self.cam(p.negated())
 
     def pass_params(self, p: LayerPass) -> dict[str, Any]:
         """Settings as they took effect on this pass (``auto`` resolved), for summary.json."""
@@ -238,41 +251,43 @@ class CAM(Method):
     def run_many(
         cls,
         methods: Sequence[Method],
-        model: Any,
-        inputs: Tensor,
+        model: Model,
+        inputs: Inputs,
         target: Target,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> list[Explanation]:
-        module = module_of(model)
         step = check_batch_size(batch_size)
         cams = [m for m in methods if isinstance(m, CAM)]
         for m in cams:
-            m.check_applicable(module)
-        size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
-        names = [m.layer or default_layer(model) for m in cams]
-        regression = isinstance(target, RegressionTarget)
+            m.check_applicable(model.module)
+        size = inputs.image_size
+        if size is None:
+            raise MethodNotApplicableError(
+                f"CAM methods explain an image batch [B, C, H, W]; got {inputs!r}"
+            )
+        names = [m.layer or model.layer or "auto" for m in cams]
         passes: dict[str, LayerPass] = {}
         results = []
         for m, name in zip(cams, names, strict=True):
             if name not in passes:
                 same = zip(cams, names, strict=True)
                 needs = any(c.needs_gradients for c, n in same if n == name)
-                example = to_model_input(module, inputs[:1]) if name == "auto" else None
-                spec = resolve_layer(module, name, example)
+                example = model.to_input(inputs[:1]).image if name == "auto" else None
+                spec = resolve_layer(model.module, name, example)
                 passes[name] = layer_pass(
-                    module, inputs, target, spec, gradients=needs, batch_size=step
+                    model, inputs, target, spec, gradients=needs, batch_size=step
                 )
             p = passes[name]
-            opposite = regression and m.depends_on_target
-            low, low_opposite = m.maps(p, module, target, batch_size=step, opposite=opposite)
+            opposite = p.target.regression and m.depends_on_target
+            low, low_opposite = m.maps(p, model, batch_size=step, opposite=opposite)
             params = m.params() | {"layer": p.layer.name} | m.pass_params(p)
             if p.calls > 1:
                 params["layer_calls"] = p.calls
-            extras: dict[str, Any] = {"low_res": low}
+            extras: dict[str, Any] = {}
             if low_opposite is not None:
                 extras["opposite"] = upsample(low_opposite, size)
-                extras["opposite_target"] = _opposite(target).name
+                extras["opposite_target"] = p.target.opposite().name
             results.append(
                 Explanation(
                     method=m.name,
@@ -284,16 +299,11 @@ class CAM(Method):
                     target_indices=p.indices,
                     signed=False,
                     extras=extras,
+                    raw={"image": low},
+                    input_signed={"image": False},
                 )
             )
         return results
-
-
-def _opposite(target: Target) -> Target:
-    """The target of the other sign, for regression targets (others have none)."""
-    if isinstance(target, RegressionTarget):
-        return target.opposite()
-    return target
 
 
 def _weighted(weights: Tensor, acts: Tensor) -> Tensor:
@@ -312,7 +322,7 @@ def _grads(p: LayerPass) -> Tensor:
 class GradCAM(CAM):
     """Grad-CAM (Selvaraju et al., 2017): channel weights = spatial mean of the gradient."""
 
-    def cam(self, p: LayerPass, module: nn.Module, target: Target) -> Tensor:
+    def cam(self, p: LayerPass) -> Tensor:
         return _weighted(_grads(p).mean(dim=(2, 3)), p.activations)
 
 
@@ -322,7 +332,7 @@ class GradCAMPlusPlus(CAM):
     """Grad-CAM++ (Chattopadhay et al., 2018), with the paper's exponential-score closed form:
     ``alpha = G^2 / (2 G^2 + sum(A) G^3)``, weights = ``sum(alpha * relu(G))``."""
 
-    def cam(self, p: LayerPass, module: nn.Module, target: Target) -> Tensor:
+    def cam(self, p: LayerPass) -> Tensor:
         g = _grads(p)
         g2 = g * g
         denom = 2 * g2 + p.activations.sum(dim=(2, 3), keepdim=True) * g2 * g + EPS
@@ -336,7 +346,7 @@ class HiResCAM(CAM):
     """HiResCAM (Draelos & Carin, 2020): ``relu(sum_k G_k * A_k)``, element-wise, so the map is
     faithful to the gradient at each position rather than its average."""
 
-    def cam(self, p: LayerPass, module: nn.Module, target: Target) -> Tensor:
+    def cam(self, p: LayerPass) -> Tensor:
         return (_grads(p) * p.activations).sum(dim=1).clamp_min(0)
 
 
@@ -345,7 +355,7 @@ class HiResCAM(CAM):
 class XGradCAM(CAM):
     """XGrad-CAM (Fu et al., 2020): weights = ``sum(G * A) / sum(A)`` per channel."""
 
-    def cam(self, p: LayerPass, module: nn.Module, target: Target) -> Tensor:
+    def cam(self, p: LayerPass) -> Tensor:
         a = p.activations
         w = (_grads(p) * a).sum(dim=(2, 3)) / (a.sum(dim=(2, 3)) + EPS)
         return _weighted(w, a)
@@ -356,7 +366,7 @@ class XGradCAM(CAM):
 class LayerCAM(CAM):
     """LayerCAM (Jiang et al., 2021): ``relu(sum_k relu(G_k) * A_k)``."""
 
-    def cam(self, p: LayerPass, module: nn.Module, target: Target) -> Tensor:
+    def cam(self, p: LayerPass) -> Tensor:
         return (_grads(p).clamp_min(0) * p.activations).sum(dim=1).clamp_min(0)
 
 
@@ -377,7 +387,7 @@ class EigenCAM(CAM):
     needs_gradients: ClassVar[bool] = False
     depends_on_target: ClassVar[bool] = False
 
-    def cam(self, p: LayerPass, module: nn.Module, target: Target) -> Tensor:
+    def cam(self, p: LayerPass) -> Tensor:
         import torch
 
         a = torch.nan_to_num(p.activations)
@@ -390,86 +400,6 @@ class EigenCAM(CAM):
         total = total - total.mean(dim=1, keepdim=True)
         flip = torch.where((proj * total).sum(dim=1) < 0, -1.0, 1.0)
         return (proj * flip[:, None]).view(b, h, w).clamp_min(0)
-
-
-def _fold_batch_norm(module: nn.Module) -> nn.Module | None:
-    """``module`` (an eval-mode copy) with each batch norm folded into the convolution before it
-    (``torch.fx`` symbolic tracing), or ``None`` when it has no batch norm or cannot be traced.
-
-    Only exact ``Conv -> BatchNorm`` pairs are folded (batch-norm subclasses that carry an
-    activation, as timm's ``BatchNormAct2d``, are left alone). The fusion rewrites the copy's
-    submodules in place, so a failed or rejected result means the copy must be thrown away.
-    """
-    from torch import nn
-    from torch.fx.experimental.optimization import fuse
-
-    norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-    if not any(type(m) in norms for m in module.modules()):
-        return None  # nothing to fold: spare the trace
-    try:
-        return fuse(module, inplace=True)
-    except Exception:  # untraceable forward (control flow, asserts): no folding
-        return None
-
-
-def _inference_copy(module: nn.Module, x: Tensor, expected: Tensor, batch_size: int) -> nn.Module:
-    """A private copy of ``module`` tuned for many forwards; the user's model is never touched.
-
-    The copy is in eval mode with frozen parameters, its batch norms are folded into the
-    convolutions (when ``torch.fx`` can trace the model) and, for image batches, its weights are
-    channels-last. The folded copy is kept only if it reproduces ``expected`` (the original's
-    output on ``x``, checked ``batch_size`` rows at a time), so a trace that specialised on
-    something it should not have falls back to the plain copy. A module that cannot be
-    deep-copied (locks or file handles inside) is used as it is.
-    """
-    import copy
-
-    import torch
-
-    try:
-        clone = copy.deepcopy(module)
-    except Exception:  # an uncopyable module: run the original as it is
-        return module
-    clone.eval().requires_grad_(False)
-    image = x.ndim == 4
-    layout = torch.channels_last if image else torch.contiguous_format
-    folded = _fold_batch_norm(clone)
-    if folded is not None:
-        folded = folded.to(memory_format=layout)
-        with torch.inference_mode():
-            out = torch.cat(
-                [
-                    output_tensor(folded(x[i : i + batch_size].contiguous(memory_format=layout)))
-                    for i in range(0, x.shape[0], batch_size)
-                ]
-            ).float()
-        loose = x.dtype in (torch.float16, torch.bfloat16)
-        tol = (5e-2 if loose else 1e-3) * float(expected.abs().max().clamp_min(1e-6))
-        if out.shape == expected.shape and bool(((out - expected).abs() <= tol).all()):
-            return folded
-        clone = copy.deepcopy(module)  # the fusion rewrote ``clone``'s submodules
-        clone.eval().requires_grad_(False)
-    return clone.to(memory_format=layout)
-
-
-def _bf16_native(device: Any) -> bool:
-    """Whether bfloat16 convolutions and matmuls run in hardware here (faster than float32).
-
-    CUDA: compute capability 8.0 or newer (Ampere on; older GPUs only emulate bfloat16). CPU:
-    AVX-512 BF16 or AMX instructions. oneDNN also "supports" bfloat16 on plain AVX-512 CPUs,
-    by conversion, which is slower than float32 there, so that does not count. Unsure = no.
-    """
-    import torch
-
-    try:
-        if device.type == "cuda":
-            return torch.cuda.get_device_capability(device) >= (8, 0)
-        if device.type == "cpu":
-            cpu = torch.cpu
-            return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError, AssertionError):
-        return False
-    return False
 
 
 def _unique_masks(acts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -581,25 +511,27 @@ class ScoreCAM(CAM):
         """Whether the masked forwards of ``x`` run under bfloat16 autocast."""
         import torch
 
-        return self.precision == "auto" and x.dtype == torch.float32 and _bf16_native(x.device)
+        from seewhy.core import engine
+
+        return (
+            self.precision == "auto" and x.dtype == torch.float32 and engine.bf16_native(x.device)
+        )
 
     def pass_params(self, p: LayerPass) -> dict[str, Any]:
+        image = p.inputs.image
         return {
             "forward_dtype": "bfloat16"
-            if self.low_precision(p.inputs)
-            else str(p.inputs.dtype).removeprefix("torch.")
+            if self.low_precision(image)
+            else str(image.dtype).removeprefix("torch.")
         }
 
-    def cam(self, p: LayerPass, module: nn.Module, target: Target) -> Tensor:
-        return self.maps(p, module, target, batch_size=DEFAULT_BATCH_SIZE, opposite=False)[0]
-
     def maps(
-        self, p: LayerPass, module: nn.Module, target: Target, *, batch_size: int, opposite: bool
+        self, p: LayerPass, model: Model, *, batch_size: int, opposite: bool
     ) -> tuple[Tensor, Tensor | None]:
         import torch
 
-        regression = isinstance(target, RegressionTarget)
-        scores, blank = self.scores(p, module, batch_size=batch_size, blank=regression)
+        regression = p.target.regression
+        scores, blank = self.scores(p, model, batch_size=batch_size, blank=regression)
         signs = p.signs[:, None].to(scores.device)
         if regression:
             change = signs * (scores - blank[:, None])
@@ -611,41 +543,50 @@ class ScoreCAM(CAM):
         return low, _weighted(torch.softmax(-signs * scores, dim=1), p.activations)
 
     def scores(
-        self, p: LayerPass, module: nn.Module, *, batch_size: int, blank: bool
+        self, p: LayerPass, model: Model, *, batch_size: int, blank: bool
     ) -> tuple[Tensor, Tensor]:
         """The explained column's raw (unsigned) value on each channel's masked input
-        ``[B, K]``, and on the blank (all-zero) input ``[B]`` (run only if a channel is
-        constant or ``blank``; else zeros)."""
+        ``[B, K]``, and on the blank (all-zero image) input ``[B]`` (run only if a channel is
+        constant or ``blank``; else zeros). The column is the one resolved on the clean input
+        (``p.target``): a masked input that would predict another class still reads it."""
         import torch
 
+        from seewhy.core.engine import ForwardEngine
+
         x = p.inputs
-        size = (int(x.shape[-2]), int(x.shape[-1]))
+        image = x.image
+        size = (int(image.shape[-2]), int(image.shape[-1]))
         b, k = p.activations.shape[:2]
         alive, first, group = _unique_masks(p.activations)
-        rows = p.columns.to(x.device)
-        step = check_batch_size(batch_size)
-        low = self.low_precision(x)
-        fast = _inference_copy(module, x, p.output, step)
-        if x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        distinct = torch.empty(len(first), device=x.device, dtype=torch.float32)
-        scores = torch.empty(b, k, device=x.device, dtype=torch.float32)
-        baseline = torch.zeros(b, device=x.device, dtype=torch.float32)
-        with (
-            explaining(fast),
-            torch.inference_mode(),
-            torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=low),
-        ):
-            for start in range(0, len(first), step):
-                bi, ki = first[start : start + step].unbind(1)
-                masks = _masks(p.activations[bi, ki], size).to(x.dtype)
-                out = output_tensor(fast(x[bi] * masks[:, None]))
-                distinct[start : start + step] = out.float().gather(1, rows[bi, None])[:, 0]
-            scores[alive] = distinct[group]
-            dead = (~alive).nonzero()
-            if len(dead) or blank:
-                # A constant channel masks the input to zeros: one forward serves them all.
-                out = output_tensor(fast(torch.zeros_like(x[:1]))).float()
-                baseline = out[0, rows]
-                scores[dead[:, 0], dead[:, 1]] = baseline[dead[:, 0]]
+        rows = p.columns.to(image.device)
+        engine = ForwardEngine(
+            model,
+            x,
+            batch_size=check_batch_size(batch_size),
+            precision=self.precision,
+            expected=p.output,
+        )
+        acts = p.activations
+
+        def masked(start: int, stop: int) -> Inputs:
+            bi, ki = first[start:stop].unbind(1)
+            masks = _masks(acts[bi, ki], size).to(image.dtype)
+            return x.take(bi).replace(image=image[bi] * masks[:, None])
+
+        def column(out: Tensor, start: int, stop: int) -> Tensor:
+            return out.gather(1, rows[first[start:stop, 0], None])[:, 0]
+
+        scores = torch.empty(b, k, device=image.device, dtype=torch.float32)
+        baseline = torch.zeros(b, device=image.device, dtype=torch.float32)
+        if len(first):
+            scores[alive] = engine.map(len(first), masked, column)[group]
+        dead = (~alive).nonzero()
+        if len(dead) or blank:
+            # A constant channel masks the image to zeros: one forward serves them all (one
+            # per sample when the model has other inputs besides the image).
+            zeros = torch.zeros_like(image[:1] if len(x) == 1 else image)
+            base = x[:1] if len(x) == 1 else x
+            out = engine(base.replace(image=zeros))
+            baseline = out[0, rows] if len(x) == 1 else out.gather(1, rows[:, None])[:, 0]
+            scores[dead[:, 0], dead[:, 1]] = baseline[dead[:, 0]]
         return scores, baseline

@@ -73,12 +73,38 @@ def canonical_names(names: Sequence[str]) -> list[str]:
     return out
 
 
-def create_method(name: str, **params: Any) -> Any:
-    """Instantiate the method ``name`` with the settings that it accepts.
+def method_settings(name: str) -> frozenset[str]:
+    """The settings the method ``name`` (or an alias) takes: its dataclass fields."""
+    return frozenset(f.name for f in dataclasses.fields(method_class(name)))
 
-    Settings a method does not have (``batch_size`` for gradcam) are ignored, so callers can
-    pass one shared set of options to every method.
+
+def all_settings() -> frozenset[str]:
+    """Every setting some registered method takes."""
+    _load_builtin_methods()
+    return frozenset(f.name for cls in _METHODS.values() for f in dataclasses.fields(cls))
+
+
+def create_method(name: str, **params: Any) -> Any:
+    """Instantiate the method ``name`` with the settings in ``params`` that it takes.
+
+    ``params`` may be one shared set of options for several methods (``precision`` is
+    Score-CAM's; gradcam ignores it) and ``None`` means the method's default. A setting that NO
+    registered method takes is refused, with the closest one that exists
+    (``precison`` -> did you mean 'precision'?): a typo never silently runs the default.
     """
     cls = method_class(name)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    known = all_settings()
+    unknown = [k for k in params if k not in known]
+    if "batch_size" in unknown:
+        raise UsageError(
+            "batch_size is a call argument, not a method setting: "
+            "method(model, inputs, target, batch_size=N) or seewhy.explain(..., batch_size=N)"
+        )
+    if unknown:
+        k = unknown[0]
+        raise UsageError(
+            f"no method takes the setting '{k}'{did_you_mean(k, sorted(known))} "
+            f"Settings: {', '.join(sorted(known))}."
+        )
+    fields = method_settings(name)
     return cls(**{k: v for k, v in params.items() if k in fields and v is not None})

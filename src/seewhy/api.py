@@ -1,0 +1,218 @@
+"""The library's front door: ``seewhy.explain``, ``seewhy.layers``, ``seewhy.load_model``.
+
+Whatever a user gives (a :class:`~seewhy.core.model.Model`, a plain ``nn.Module``, a model card
+path, an arch string) is turned into ONE ``Model`` here, once, and the inputs (a tensor, image
+paths, PIL images, or named tensors) into one :class:`~seewhy.core.inputs.Inputs` batch on the
+model's device; below this door nothing converts them again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seewhy.core.errors import UsageError
+from seewhy.core.explanation import Explanation
+from seewhy.core.inputs import Inputs, check_batch_size
+from seewhy.core.layers import LayerInfo, example_input, list_layers, resolve_layer
+from seewhy.core.model import Model
+from seewhy.core.targets import Target
+from seewhy.methods.base import Method
+from seewhy.methods.registry import canonical_name, create_method
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+__all__ = ["as_inputs", "as_model", "auto_layer_name", "explain", "layers", "load_model"]
+
+
+def load_model(spec: str | Path, **options: Any) -> Model:
+    """A :class:`Model` from a card (``.toml``), an arch string or a checkpoint file
+    (see :func:`seewhy.models.loader.load_model` for the options)."""
+    from seewhy.models.loader import load_model as load
+
+    return load(spec, **options)
+
+
+def as_model(model: Model | nn.Module | str | Path) -> Model:
+    """One :class:`Model` from what the user gave: a Model as it is, a plain ``nn.Module``
+    wrapped (classification, layer ``auto``, the default preprocessing), a card path or an arch
+    string loaded."""
+    if isinstance(model, (str, Path)):
+        return load_model(model)
+    return Model.of(model)
+
+
+def as_inputs(model: Model, inputs: Any) -> Inputs:
+    """The batch, on the model's device and dtype, from a tensor ``[B, C, H, W]`` (or one image
+    ``[C, H, W]``), named tensors (``{"image": ..., "features": ...}`` or an :class:`Inputs`),
+    or image paths / PIL images (decoded robustly, preprocessed as the model's card says)."""
+    import torch
+
+    if isinstance(inputs, (Inputs, Mapping)):
+        return model.to_input(Inputs.of(inputs))
+    if isinstance(inputs, torch.Tensor):
+        if inputs.ndim == 3:
+            inputs = inputs[None]
+        if inputs.ndim != 4:
+            raise UsageError(
+                f"expected an image batch [B, C, H, W] (or one image [C, H, W]); got shape "
+                f"{tuple(inputs.shape)}"
+            )
+        return model.to_input(inputs)
+    items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if not items:
+        raise UsageError("no inputs to explain")
+    from seewhy.data.images import load_image
+
+    return model.to_input(model.preprocess([load_image(item) for item in items]))
+
+
+def resolve_methods(
+    methods: Sequence[str | Method] | str, layer: str | None = None, **settings: Any
+) -> list[Method]:
+    """Method instances from names (``"gradcam,eigencam"`` or a list) or ready instances.
+
+    Names are canonicalised once here (``GradCAM`` and ``gradcampp`` are ``gradcam`` and
+    ``gradcam++``), and a method named twice is computed once. Each setting (``layer``
+    included) goes to the methods that take it; one that no method takes is refused, with
+    the closest name (:func:`~seewhy.methods.registry.create_method`).
+    """
+    names = methods.split(",") if isinstance(methods, str) else list(methods)
+    out: list[Method] = []
+    seen: set[str] = set()
+    for m in names:
+        if isinstance(m, Method):
+            out.append(m)
+            continue
+        name = canonical_name(str(m).strip())
+        if name not in seen:
+            seen.add(name)
+            out.append(create_method(name, layer=layer, **settings))
+    if not out:
+        raise UsageError("no method given; e.g. methods=['gradcam']")
+    return out
+
+
+def explain(
+    model: Model | nn.Module | str | Path,
+    inputs: Any,
+    methods: Sequence[str | Method] | str = ("gradcam",),
+    target: str | int | Target = "pred",
+    layer: str | None = None,
+    *,
+    batch_size: int = 8,
+    **settings: Any,
+) -> list[Explanation]:
+    """Explain a batch with one or more methods.
+
+    Args:
+        model: a loaded :class:`Model`, a plain ``nn.Module``, or a model card / arch string.
+        inputs: a preprocessed tensor batch ``[B, C, H, W]``, named tensors, or image paths /
+            PIL images (preprocessed as the model says).
+        methods: method names (``"gradcam"``, ``"gradcam++"`` ...) or method instances.
+        target: ``pred``, a class index or label, ``all``, ``value``, ``-value`` ... (SPEC 4).
+        layer: the CAM layer; ``None`` uses the model card's, else ``auto``.
+        batch_size: the largest batch any forward pass sends to the model: the images go
+            through ``batch_size`` at a time, and methods with many forwards per image
+            (Score-CAM's masked inputs) send them ``batch_size`` at a time.
+        settings: other method settings (e.g. ``precision``), passed to the methods that take
+            them; a setting that no method takes is an error naming the closest one.
+
+    Returns:
+        One :class:`Explanation` per (target, method), targets outer, methods in the given order;
+        each covers the whole batch. Methods of one family share their expensive part (all CAMs
+        from one forward+backward per batch and layer). Each target is resolved once, on the
+        clean batch: ``pred`` is the class the model picks on the inputs as given. For a
+        regression target, the methods that depend on the target also return the opposite
+        sign's map (what lowers the output beside what raises it) in ``extras["opposite"]``,
+        from the same passes.
+    """
+    m = as_model(model)
+    batch = as_inputs(m, inputs)
+    step = check_batch_size(batch_size)
+    instances = resolve_methods(methods, layer or m.layer or "auto", **settings)
+    for method in instances:
+        method.check_applicable(m.module)  # a CAM on a TorchScript module: refused up front
+    instances = _resolve_auto_layer(m, batch, instances)
+    targets = _targets(m, batch, target)
+    families: dict[Callable[..., Any], list[int]] = {}
+    for i, method in enumerate(instances):
+        families.setdefault(_family(method).run_many, []).append(i)
+    results: list[Explanation] = []
+    for tgt in targets:
+        chunks: list[list[Explanation]] = [[] for _ in instances]
+        for start in range(0, batch.batch_size, step):
+            part = batch[start : start + step]
+            part_target = tgt.rows(slice(start, start + step))
+            for run_many, idx in families.items():
+                group = [instances[i] for i in idx]
+                done = run_many(group, m, part, part_target, batch_size=step)
+                for i, e in zip(idx, done, strict=True):
+                    chunks[i].append(e)
+        results.extend(Explanation.concat(c) for c in chunks)
+    return results
+
+
+def _resolve_auto_layer(model: Model, batch: Inputs, methods: list[Method]) -> list[Method]:
+    """Methods whose layer is ``auto`` given the layer it stands for, found once per call."""
+    if not any(getattr(m, "layer", None) == "auto" for m in methods):
+        return methods
+    found = resolve_layer(model.module, "auto", batch[:1].image).name
+    return [
+        dataclasses.replace(m, layer=found) if getattr(m, "layer", None) == "auto" else m  # type: ignore[call-arg]
+        for m in methods
+    ]
+
+
+def _family(method: Method) -> type[Method]:
+    """The class that defines ``run_many`` for this method: methods sharing it share a pass."""
+    return next(c for c in type(method).__mro__ if "run_many" in c.__dict__)
+
+
+def _targets(model: Model, batch: Inputs, target: str | int | Target) -> list[Target]:
+    if not (isinstance(target, str) and target.strip().lower() == "all"):
+        return model.targets(target)
+    n = model.num_outputs
+    if not n:
+        import torch
+
+        from seewhy.core.state import explaining
+
+        with explaining(model.module), torch.no_grad():
+            n = int(model.forward(batch[:1]).shape[1])
+    return model.targets(target, num_outputs=n)
+
+
+def _size(model: Model, size: tuple[int, int] | None) -> tuple[int, int]:
+    if size is not None:
+        return size
+    h, w = model.preprocess.size
+    return int(h), int(w)
+
+
+def example_image(model: Model, size: tuple[int, int] | None = None) -> Tensor:
+    """A blank image batch of one, as the model takes it (its channels, size, device)."""
+    example = example_input(model.module, _size(model, size))
+    channels = len(model.preprocess.mean)
+    if example.shape[1] != channels:
+        example = example[:, :1].expand(-1, channels, -1, -1).contiguous()
+    return example
+
+
+def layers(
+    model: Model | nn.Module | str | Path, size: tuple[int, int] | None = None
+) -> list[LayerInfo]:
+    """Candidate CAM layers (modules with a spatial output) with their output shapes, in
+    forward order; the auto choice is :func:`auto_layer_name`."""
+    m = as_model(model)
+    rows = list_layers(m.module, example_image(m, size))
+    return [r for r in rows if r.spatial]
+
+
+def auto_layer_name(model: Model | nn.Module | str | Path) -> str:
+    """The layer ``layer="auto"`` picks for this model."""
+    m = as_model(model)
+    return resolve_layer(m.module, "auto", example_image(m)).name

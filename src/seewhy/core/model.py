@@ -1,0 +1,189 @@
+"""``Model``: the one type methods receive — module, task, labels, layer, preprocessing.
+
+``seewhy.api`` turns whatever a user gives (a ``Model``, a plain ``nn.Module``, a card path, an
+arch string) into one ``Model`` at the front door; ``seewhy.models`` builds it from cards, arch
+strings and checkpoints. Below the door nothing probes a model with ``getattr``: the device and
+dtype a batch must have, the module's call with named inputs, and the parsing of a target
+against the model's task and labels are all here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from seewhy.core.errors import ModelOutputError, UsageError
+from seewhy.core.inputs import IMAGE, Inputs
+from seewhy.core.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from seewhy.core.targets import Target
+
+
+@dataclass
+class Model:
+    """A ready-to-explain model, as ``seewhy.load_model`` returns it.
+
+    Attributes:
+        module: the ``nn.Module`` (in eval mode after loading).
+        name: short name for files and figures (card ``name``, else the card's stem / arch).
+        arch: the arch string it was built from (``timm:convnext_tiny`` ...).
+        task: ``classification``, ``multilabel`` or ``regression``.
+        labels: class names (or output names for a regressor), if known. A classifier with a
+            single output is binary: its labels are ``[negative, positive]``.
+        num_outputs: width of the output (1 for a binary classifier).
+        layer: the CAM layer (``auto`` or a module name).
+        checkpoint: the checkpoint path, if any.
+        metadata: what the checkpoint recorded beside its weights (accuracy, epoch ...).
+        preprocess: image -> tensor in the model's frame (the default: the whole image resized
+            to 224 x 224, ImageNet mean and std).
+        inputs: the card's ``[inputs]`` table for multimodal models (forward's argument names
+            for the image, text and tabular inputs); empty for image-only models.
+    """
+
+    module: nn.Module
+    name: str = "model"
+    arch: str = "module"
+    task: str = "classification"
+    labels: list[str] | None = None
+    num_outputs: int | None = None
+    layer: str = "auto"
+    checkpoint: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, model: Model | nn.Module) -> Model:
+        """``model`` itself, or a plain ``nn.Module`` wrapped (classification, layer ``auto``)."""
+        from torch import nn
+
+        if isinstance(model, Model):
+            return model
+        if isinstance(model, nn.Module):
+            return cls(module=model, name=type(model).__name__, arch="module")
+        raise UsageError(
+            f"expected a torch nn.Module or a seewhy Model, got {type(model).__name__}; "
+            "load a card or arch string with seewhy.load_model"
+        )
+
+    # -- where a batch must go --------------------------------------------------------------
+    @property
+    def device(self) -> Any:
+        """The device of the module's first parameter (CPU for a parameterless module)."""
+        import torch
+
+        p = next(iter(self.module.parameters()), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> Any:
+        """The floating dtype of the module's parameters (float32 when it has none)."""
+        import torch
+
+        p = next((q for q in self.module.parameters() if q.is_floating_point()), None)
+        return p.dtype if p is not None else torch.float32
+
+    def to_input(self, inputs: Inputs | Tensor) -> Inputs:
+        """The batch on the model's device, floating entries in its dtype (fp16/bf16 models)."""
+        batch = Inputs.of(inputs)
+        if next(iter(self.module.parameters()), None) is None:
+            return batch
+        return batch.to(self.device, self.dtype)
+
+    # -- the call ---------------------------------------------------------------------------
+    def argument(self, name: str) -> str:
+        """The forward argument an input is passed as (the card's ``[inputs]`` table)."""
+        spec = self.inputs.get(name)
+        if isinstance(spec, str):
+            return spec
+        if isinstance(spec, dict) and isinstance(spec.get("arg"), str):
+            return str(spec["arg"])
+        return name
+
+    def call(self, inputs: Inputs, module: nn.Module | None = None) -> Any:
+        """The module's raw output on ``inputs`` (as it is: no device move, no checks).
+
+        A one-entry batch is passed positionally (``module(x)``); several entries by keyword,
+        each under its forward argument name. ``module`` replaces :attr:`module` (the forward
+        engine's private copy).
+        """
+        run = self.module if module is None else module
+        if len(inputs) == 1:
+            return run(next(iter(inputs.values())))
+        return run(**{self.argument(k): v for k, v in inputs.items()})
+
+    def forward(self, inputs: Inputs | Tensor, module: nn.Module | None = None) -> Tensor:
+        """The output ``[B, C]`` on ``inputs`` (already on the model's device), checked finite."""
+        from seewhy.core.targets import output_tensor
+
+        out = output_tensor(self.call(Inputs.of(inputs), module))
+        check_output(out)
+        return out
+
+    # -- targets ----------------------------------------------------------------------------
+    def targets(
+        self,
+        spec: str | int | Target,
+        *,
+        num_outputs: int | None = None,
+        true_labels: Sequence[int] | None = None,
+    ) -> list[Target]:
+        """``spec`` parsed against this model's task and labels (``all`` gives several)."""
+        from seewhy.core.targets import parse_target
+
+        return parse_target(
+            spec,
+            task=self.task,
+            labels=self.labels,
+            num_outputs=num_outputs or self.num_outputs,
+            true_labels=true_labels,
+        )
+
+    def target(self, spec: str | int | Target) -> Target:
+        """One target (``all`` is refused: a method explains one target at a time)."""
+        targets = self.targets(spec)
+        if len(targets) != 1:
+            raise UsageError(
+                "a method explains one target at a time; use seewhy.explain(..., target='all') "
+                "to explain every output"
+            )
+        return targets[0]
+
+    # -- words ------------------------------------------------------------------------------
+    def label(self, index: int) -> str:
+        """The name of output ``index`` (its number when there are no labels)."""
+        if self.labels and 0 <= index < len(self.labels):
+            return self.labels[index]
+        return str(index)
+
+    def describe(self) -> dict[str, Any]:
+        """The ``models[]`` entry of summary.json."""
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "checkpoint": self.checkpoint,
+            "task": self.task,
+            "labels": self.labels,
+            "layer": self.layer,
+            "preprocess": self.preprocess.describe(),
+        }
+
+
+def check_output(out: Tensor) -> None:
+    """Refuse NaN/inf outputs: an explanation of them would be noise."""
+    import torch
+
+    bad = (~torch.isfinite(out)).flatten(1).any(dim=1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        raise ModelOutputError(
+            f"the model's output is NaN or infinite for batch rows {rows}; check the checkpoint "
+            "and the input preprocessing (mean/std, value range)"
+        )
+
+
+__all__ = ["IMAGE", "Inputs", "Model", "Preprocess", "check_output"]
