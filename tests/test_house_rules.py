@@ -92,6 +92,74 @@ def test_the_probe_sees_heavy_imports() -> None:
     assert _heavy_after("import seewhy, numpy") == ["numpy"]
 
 
+# STYLE: cli -> jobs -> api -> {methods, checks, render, data, models, assets} -> core. Arrows
+# point down the floors (skipping floors is fine); inside the braces only checks -> methods and
+# render -> data. seewhy/__init__.py is the lazy loader and sits outside the house.
+FLOORS = {
+    "cli": 0,
+    "jobs": 1,
+    "api": 2,
+    "methods": 3,
+    "checks": 3,
+    "render": 3,
+    "data": 3,
+    "models": 3,
+    "assets": 3,
+    "core": 4,
+}
+SIDEWAYS = {("checks", "methods"), ("render", "data")}
+IMPORT = re.compile(r"^\s*(?:from|import)\s+seewhy(?:\.(\w+))?\b")
+
+
+def _room(path: Path) -> str:
+    rel = path.relative_to(SRC)
+    return rel.parts[0].removesuffix(".py")
+
+
+def backward_imports(room: str, text: str, where: str = "") -> list[str]:
+    """The imports in ``text`` (a file of ``room``) that point up or sideways out of turn."""
+    found = []
+    for i, line in enumerate(text.splitlines(), 1):
+        m = IMPORT.match(line)
+        if not m or line.strip() == "from seewhy import __version__":  # the package's version
+            continue
+        target = m.group(1) or "api"  # ``from seewhy import explain`` is the front door
+        if target == room or target == "__init__":
+            continue
+        ok = FLOORS.get(target, -1) > FLOORS[room] or (room, target) in SIDEWAYS
+        if not ok:
+            found.append(f"{where}:{i} {room} -> {target}")
+    return found
+
+
+def test_every_room_is_on_a_floor() -> None:
+    rooms = {_room(p) for p in SRC.rglob("*.py")} - {"__init__"}
+    assert rooms <= set(FLOORS), rooms - set(FLOORS)
+
+
+def test_imports_point_down_the_floors_only() -> None:
+    offenders = [
+        hit
+        for p in SRC.rglob("*.py")
+        if _room(p) != "__init__"
+        for hit in backward_imports(_room(p), p.read_text(), str(p.relative_to(SRC)))
+    ]
+    assert offenders == []
+
+
+def test_the_floor_check_catches_backward_imports() -> None:
+    # the check above would pass vacuously if it could not see one: these must be caught
+    assert backward_imports("core", "from seewhy.methods.cam import CAM")
+    assert backward_imports("methods", "    from seewhy.api import explain")
+    assert backward_imports("methods", "from seewhy import explain")
+    assert not backward_imports("render", "    from seewhy import __version__")
+    assert backward_imports("api", "import seewhy.jobs.explain")
+    assert backward_imports("data", "from seewhy.render.report import render_report")
+    assert backward_imports("methods", "from seewhy.checks.agreement import top_iou")
+    assert not backward_imports("checks", "from seewhy.methods.registry import create_method")
+    assert not backward_imports("cli", "from seewhy.core.errors import SeewhyError")
+
+
 def test_core_imports_no_other_room() -> None:
     # STYLE: cli -> jobs -> api -> {methods, checks, render, data, models} -> core.
     pattern = re.compile(r"^\s*(?:from|import)\s+seewhy\.(\w+)")

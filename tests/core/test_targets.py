@@ -200,3 +200,47 @@ def test_ready_class_targets_follow_a_multilabel_task() -> None:
     assert t == ClassTarget(0, "effusion", multilabel=True)
     assert t(BINARY).tolist() == [2.0, -3.0]  # the label's own logit, not the negative class
     assert parse_target(ClassTarget(0))[0](BINARY).tolist() == [-2.0, 3.0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets are resolved once, on the clean output.
+
+
+def test_pred_resolved_on_the_clean_output_is_not_re_decided_on_a_perturbed_one() -> None:
+    from seewhy.core.targets import ResolvedTarget
+
+    clean = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.5, 3.0]])
+    perturbed = torch.tensor([[0.0, 3.0, 1.0], [4.0, 0.5, 1.0]])  # would pick 1 and 0
+    t = PredictedClass().resolve(clean)
+    assert isinstance(t, ResolvedTarget) and t.name == "pred"
+    assert t.indices(perturbed).tolist() == [0, 2]  # the clean picks
+    assert t(perturbed).tolist() == [0.0, 1.0]  # read in the clean columns
+    assert PredictedClass()(perturbed).tolist() == [3.0, 4.0]  # what re-deciding would read
+    assert t.values.tolist() == [2.0, 3.0]  # the target on the clean output
+    assert t.resolve(perturbed) is t  # resolving again changes nothing
+
+
+def test_a_resolved_target_follows_the_batch_and_flips_its_sign() -> None:
+    clean = torch.tensor([[1.0, 2.0], [3.0, -1.0], [0.0, 5.0]])
+    t = PredictedClass().resolve(clean)
+    assert t.rows(slice(1, 3)).indices(clean[1:]).tolist() == [0, 1]
+    rep = t.repeat(2)  # as Inputs.repeat lays out rows: a, a, b, b, c, c
+    assert rep.output_columns.tolist() == [1, 1, 0, 0, 1, 1]
+    with pytest.raises(TargetError, match="resolved for 3 samples"):
+        t(torch.zeros(6, 2))
+    value = RegressionTarget(output_name="price").resolve(torch.tensor([[2.0], [-1.0]]))
+    down = value.opposite()
+    assert down.name == "-price" and down(torch.tensor([[5.0], [5.0]])).tolist() == [-5.0, -5.0]
+    assert down.values.tolist() == [-2.0, 1.0] and down.regression
+
+
+def test_binary_pred_is_resolved_by_the_clean_logits_sign() -> None:
+    t = PredictedClass().resolve(torch.tensor([[1.5], [-0.5]]))
+    flipped = torch.tensor([[-2.0], [2.0]])
+    assert t.indices(flipped).tolist() == [1, 0]
+    assert t(flipped).tolist() == [-2.0, -2.0]  # class 1 reads +logit, class 0 reads -logit
+
+
+def test_true_classes_follow_chunks() -> None:
+    t = SampleClasses((2, 0, 1))
+    assert t.rows(slice(1, 3)).indices(torch.zeros(2, 3)).tolist() == [0, 1]

@@ -271,7 +271,7 @@ def test_models_that_crop_differently_are_compared_where_both_see_the_image() ->
     from PIL import Image
 
     from seewhy.checks.agreement import rank_correlation
-    from seewhy.jobs.explain import _place
+    from seewhy.jobs.compare import _place
     from seewhy.models.model import Preprocess
 
     # One pattern in the original image's frame, seen through two models' frames.

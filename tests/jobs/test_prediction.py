@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from seewhy.jobs.explain import prediction
+from seewhy.data.summary import prediction
 from seewhy.models.model import Model
 
 

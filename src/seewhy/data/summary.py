@@ -4,7 +4,10 @@ and the one way a prediction is written in words (figures, comparison and report
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from seewhy.core.model import Model
 
 SCHEMA = "seewhy/1"
 """The ``schema`` value of every summary.json this version writes and reads."""
@@ -110,3 +113,46 @@ def prediction_text(pred: Any, digits: int = 2) -> str:
 
 def _number(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
+def upsert(items: list[dict[str, Any]], entry: dict[str, Any], *keys: str) -> None:
+    """Replace the item of ``items`` that matches ``entry`` on ``keys``, or append it."""
+    for i, item in enumerate(items):
+        if all(item.get(k) == entry.get(k) for k in keys):
+            items[i] = entry
+            return
+    items.append(entry)
+
+
+def prediction(model: Model, output: Any, top_k: int = 3) -> tuple[dict[str, Any], list[str]]:
+    """The summary's ``prediction`` for one sample's output row, and readable lines.
+
+    Classifiers with one output are binary (SPEC section 3): the score is the sigmoid of the
+    logit, the label the positive one when the logit is above 0 (probability above 0.5), as the
+    ``pred`` target decides. Multilabel models score each output by its sigmoid; the label is the
+    top-scoring one. Other classifiers: the softmax.
+    """
+    import torch
+
+    from seewhy.core.targets import PredictedClass
+
+    row = output.float().flatten()
+    if model.task == "regression":
+        if row.numel() == 1:
+            value = float(row[0])
+            return {"value": value}, [f"predicted value: {value:.4g}"]
+        values = {model.label(i): float(v) for i, v in enumerate(row)}
+        first = next(iter(values.values()))
+        return {"value": first, "values": values}, [f"{k}: {v:.4g}" for k, v in values.items()]
+    # The class the 'pred' target explains (binary: by threshold; else the top raw output).
+    best = int(PredictedClass(multilabel=model.task == "multilabel").indices(row[None])[0])
+    if model.task == "classification" and row.numel() == 1:
+        positive = float(torch.sigmoid(row[0]))
+        chance = {1: positive, 0: 1.0 - positive}
+        lines = [f"{model.label(i)}: {chance[i]:.3f}" for i in (best, 1 - best)]
+        return {"label": model.label(best), "index": best, "score": chance[best]}, lines
+    probs = torch.sigmoid(row) if model.task == "multilabel" else torch.softmax(row, dim=0)
+    # Rank by the raw output, as the 'pred' target does: probabilities can tie in float32.
+    order = row.argsort(descending=True, stable=True).tolist()
+    lines = [f"{model.label(i)}: {float(probs[i]):.3f}" for i in order[:top_k]]
+    return {"label": model.label(best), "index": int(best), "score": float(probs[best])}, lines

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,10 @@ from typing import TYPE_CHECKING, Any
 from seewhy.core.errors import SeewhyError, UsageError
 from seewhy.data.output import OutputFolder, done_results
 from seewhy.data.samples import Sample, unique_ids
+from seewhy.data.summary import prediction, upsert
+from seewhy.jobs.compare import compare_models
+from seewhy.jobs.regression import is_lowering, one_map_note, opposites, raises_and_lowers
+from seewhy.jobs.resume import request as resume_request
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,67 +87,6 @@ def load_models(specs: Sequence[str], opts: ExplainOptions) -> list[Model]:
     for m, name in zip(models, unique_ids([m.name for m in models]), strict=True):
         m.name = name
     return models
-
-
-def prediction(model: Model, output: Any, top_k: int = 3) -> tuple[dict[str, Any], list[str]]:
-    """The summary's ``prediction`` for one sample's output row, and readable lines.
-
-    Classifiers with one output are binary (SPEC section 3): the score is the sigmoid of the
-    logit, the label the positive one when the logit is above 0 (probability above 0.5), as the
-    ``pred`` target decides. Multilabel models score each output by its sigmoid; the label is the
-    top-scoring one. Other classifiers: the softmax.
-    """
-    import torch
-
-    from seewhy.core.targets import PredictedClass
-
-    row = output.float().flatten()
-    if model.task == "regression":
-        if row.numel() == 1:
-            value = float(row[0])
-            return {"value": value}, [f"predicted value: {value:.4g}"]
-        values = {model.label(i): float(v) for i, v in enumerate(row)}
-        first = next(iter(values.values()))
-        return {"value": first, "values": values}, [f"{k}: {v:.4g}" for k, v in values.items()]
-    # The class the 'pred' target explains (binary: by threshold; else the top raw output).
-    best = int(PredictedClass(multilabel=model.task == "multilabel").indices(row[None])[0])
-    if model.task == "classification" and row.numel() == 1:
-        positive = float(torch.sigmoid(row[0]))
-        chance = {1: positive, 0: 1.0 - positive}
-        lines = [f"{model.label(i)}: {chance[i]:.3f}" for i in (best, 1 - best)]
-        return {"label": model.label(best), "index": best, "score": chance[best]}, lines
-    probs = torch.sigmoid(row) if model.task == "multilabel" else torch.softmax(row, dim=0)
-    # Rank by the raw output, as the 'pred' target does: probabilities can tie in float32.
-    order = row.argsort(descending=True, stable=True).tolist()
-    lines = [f"{model.label(i)}: {float(probs[i]):.3f}" for i in order[:top_k]]
-    return {"label": model.label(best), "index": int(best), "score": float(probs[best])}, lines
-
-
-def _details(
-    model: Model, e: Explanation, lines: list[str], explained: str, note: str | None = None
-) -> list[str]:
-    meta = [
-        f"recorded {k}: {v}"
-        for k, v in model.metadata.items()
-        if any(w in k.lower() for w in METRIC_WORDS) and isinstance(v, (int, float, str))
-    ]
-    return [
-        f"model: {model.name} ({model.arch})",
-        "prediction:",
-        *[f"  {line}" for line in lines],
-        f"explained: {explained}",
-        f"method: {e.method}" + (f"   layer: {e.layer}" if e.layer else ""),
-        *([note] if note else []),
-        *meta[:4],
-    ]
-
-
-def _upsert(items: list[dict[str, Any]], entry: dict[str, Any], *keys: str) -> None:
-    for i, item in enumerate(items):
-        if all(item.get(k) == entry.get(k) for k in keys):
-            items[i] = entry
-            return
-    items.append(entry)
 
 
 def _reads_a_layer(method: str) -> bool:
@@ -288,7 +230,7 @@ def run_explain(
     summary = out.load_summary()
     finished = done_results(summary, out.root)
     for m in models:
-        _upsert(summary["models"], describe_model(m), "name")
+        upsert(summary["models"], describe_model(m), "name")
     run = _Run(models=models, layers=layers, opts=opts, out=out, summary=summary, done=finished)
     errors: list[dict[str, Any]] = []
     columns = (
@@ -343,33 +285,6 @@ def describe_model(model: Model) -> dict[str, Any]:
     return entry
 
 
-def _request(sample: Sample, model: Model, opts: ExplainOptions) -> dict[str, Any]:
-    """What a (sample, model) result was computed from. A rerun reuses finished results only
-    when this is unchanged: another --target, layer, checkpoint or image file recomputes."""
-    d = model.describe()
-    return {
-        "target": opts.target.strip(),
-        "sample_target": sample.truth,
-        "image": _stamp(sample.image_path),
-        "model": [d.get("arch"), d.get("task"), d.get("labels"), d.get("layer")],
-        "preprocess": d.get("preprocess"),
-        "checkpoint": _stamp(d.get("checkpoint")),
-    }
-
-
-def _stamp(path: Any) -> list[Any] | None:
-    """A file's path, size and modification time (None when there is no such file)."""
-    import os
-
-    if not path:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return [str(path), None, None]
-    return [str(path), st.st_size, st.st_mtime_ns]
-
-
 def _reason(exc: BaseException) -> str:
     """A failure's reason: a seewhy error's message, anything else (a crash inside the user's
     model) with its exception type."""
@@ -417,7 +332,7 @@ class _Run:
             except Exception as exc:  # an undecodable image fails alone
                 failed[s.id] = _reason(exc)
                 continue
-            _upsert(self.summary["samples"], s.describe(), "id")
+            upsert(self.summary["samples"], s.describe(), "id")
         for s in samples:
             if s.id in failed:
                 self.forget(s.id, None)
@@ -441,7 +356,15 @@ class _Run:
                     # The comparison shows the image as the first model that read it saw it.
                     first = next(m for m in self.models if m.name in results[s.id])
                     try:
-                        self.compare(s, decoded[s.id, first.preprocess.bit_depth], results[s.id])
+                        compare_models(
+                            self.models,
+                            self.opts.methods,
+                            self.out,
+                            self.summary,
+                            s,
+                            decoded[s.id, first.preprocess.bit_depth],
+                            results[s.id],
+                        )
                     except Exception as exc:
                         reasons.setdefault(s.id, []).append(f"comparison: {_reason(exc)}")
         failed.update({sid: "; ".join(r) for sid, r in reasons.items()})
@@ -501,7 +424,7 @@ class _Run:
     def todo(self, sample: Sample, model: Model) -> _Todo:
         """What is left to do for (sample, model): the methods not finished under the same
         request (another target, layer, checkpoint or image file recomputes them all)."""
-        request = _request(sample, model, self.opts)
+        request = resume_request(sample, model, self.opts.target)
         old = next(
             (
                 r
@@ -539,8 +462,8 @@ class _Run:
             layer=self.layers.get(model.name),
             batch_size=self.opts.batch_size,
         )
-        opposite = _opposites(exps)
-        flipped = _is_lowering(model, target)
+        opposite = opposites(exps)
+        flipped = is_lowering(model, target)
         done = {}
         for i, (item, d) in enumerate(zip(items, images, strict=True)):
             # Figures show the image as the model saw it (resized, cropped): the map's frame.
@@ -558,12 +481,10 @@ class _Run:
         flipped: bool,
         shown: _Shown,
     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """Row ``i`` of a batch's explanations: its maps, figures and summary result."""
+        """Row ``i`` of a batch's explanations: its maps and figures (:meth:`draw`), then its
+        summary result (:meth:`record`), keeping the methods finished on an earlier run."""
         import numpy as np
 
-        from seewhy.render.figures import explanation_figure
-
-        sample, out = item.sample, self.out
         output = exps[0].output
         if output is None:  # pragma: no cover - every method reports the model output
             raise UsageError(f"method {exps[0].method} did not report the model's output")
@@ -572,260 +493,83 @@ class _Run:
         kept = [
             a for a in (item.old or {}).get("attributions", []) if a["method"] not in item.methods
         ]
-        maps = {a["method"]: np.load(out.root / a["map"]) for a in kept}
+        maps = {a["method"]: np.load(self.out.root / a["map"]) for a in kept}
         attributions = list(kept)
         for e, other in zip(exps, opposite, strict=True):
             heat = e.map[i].cpu().numpy().astype(np.float32)
-            map_path = out.map(sample.id, model.name, e.method)
-            out.save_map(map_path, heat)
-            fig_path = out.figure(sample.id, model.name, e.method)
             other_heat = None if other is None else other[i].cpu().numpy().astype(np.float32)
-            raises, lowers = (
-                (other_heat, heat) if flipped and other_heat is not None else (heat, other_heat)
-            )
-            note = None
-            if _is_regression(model) and not _depends_on_target(e.method):
-                note = f"{e.method} does not depend on the target: one map for any output"
-            explanation_figure(
-                fig_path,
-                image=shown.image,
-                heatmap=raises,
-                title=f"{sample.id} · {model.name} · {e.method}",
-                details=_details(model, e, lines, explained, note),
-                signed=e.signed,
-                grayscale=shown.grayscale,
-                lowers=lowers,
+            details = _details(model, e, lines, explained, one_map_note(model, e.method))
+            attributions.append(
+                self.draw(model, item.sample, e, heat, other_heat, flipped, shown, details)
             )
             maps[e.method] = heat
-            attributions.append(
-                {
-                    "method": e.method,
-                    "params": dict(e.params),
-                    "map": out.rel(map_path),
-                    "figure": out.rel(fig_path),
-                }
-            )
+        entry = self.record(model, item, pred, explained, attributions)
+        return entry, maps
+
+    def draw(
+        self,
+        model: Model,
+        sample: Sample,
+        e: Explanation,
+        heat: np.ndarray,
+        other: np.ndarray | None,
+        flipped: bool,
+        shown: _Shown,
+        details: list[str],
+    ) -> dict[str, Any]:
+        """One method's map file and figure (what raises and what lowers a regression output
+        side by side); returns its ``attributions[]`` entry."""
+        from seewhy.render.figures import explanation_figure
+
+        out = self.out
+        map_path = out.map(sample.id, model.name, e.method)
+        out.save_map(map_path, heat)
+        fig_path = out.figure(sample.id, model.name, e.method)
+        raises, lowers = raises_and_lowers(heat, other, flipped)
+        explanation_figure(
+            fig_path,
+            image=shown.image,
+            heatmap=raises,
+            title=f"{sample.id} · {model.name} · {e.method}",
+            details=details,
+            signed=e.signed,
+            grayscale=shown.grayscale,
+            lowers=lowers,
+        )
+        return {
+            "method": e.method,
+            "params": dict(e.params),
+            "map": out.rel(map_path),
+            "figure": out.rel(fig_path),
+        }
+
+    def record(
+        self,
+        model: Model,
+        item: _Todo,
+        pred: dict[str, Any],
+        explained: str,
+        attributions: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The (sample, model) entry of summary.json's ``results``, methods in the run's order."""
         order = {m: k for k, m in enumerate(self.opts.methods)}
         attributions.sort(key=lambda a: order.get(a["method"], len(order)))
         entry = {
-            "sample": sample.id,
+            "sample": item.sample.id,
             "model": model.name,
             "prediction": pred,
             "explained": explained,
             "attributions": attributions,
             "request": item.request,
         }
-        _upsert(self.summary["results"], entry, "sample", "model")
-        return entry, maps
-
-    def compare(
-        self,
-        sample: Sample,
-        decoded: Any,
-        per_model: dict[str, tuple[dict[str, Any], dict[str, np.ndarray]]],
-    ) -> None:
-        """The comparison figure and agreement entries of one sample (two or more models)."""
-
-        from seewhy.render.figures import ComparisonRow, comparison_figure
-
-        models = [m for m in self.models if m.name in per_model]
-        if len(models) < 2:
-            return
-        image, framed = _common_frame(models, decoded.image, per_model)
-        rows, lines = [], []
-        for a, b in itertools.combinations(models, 2):
-            ea, ma = per_model[a.name]
-            eb, mb = per_model[b.name]
-            metrics = []
-            for method in self.opts.methods:
-                if method not in ma or method not in mb:
-                    continue
-                fa, ca = framed[a.name][method]
-                fb, cb = framed[b.name][method]
-                both = ca & cb  # compared where both models saw the image
-                agreement = _agreement(
-                    sample.id, a.name, b.name, method, ea, eb, fa[both], fb[both]
-                )
-                _upsert(self.summary["agreement"], agreement, "sample", "models", "method")
-                metrics.append(
-                    f"{method}: rank correlation {agreement['rank_correlation']:.2f}, "
-                    f"top-10% IoU {agreement['top_iou']:.2f}"
-                )
-            if metrics:
-                lines += [_pair_line(a.name, b.name, ea, eb, len(models) > 2), *metrics]
-        for model in models:
-            entry, _ = per_model[model.name]
-            maps = {m: shown for m, (shown, _) in framed[model.name].items()}
-            rows.append(
-                ComparisonRow(
-                    model=model.name, prediction=_prediction_text(entry["prediction"]), maps=maps
-                )
-            )
-        path = self.out.comparison(sample.id)
-        comparison_figure(
-            path,
-            image=image,
-            rows=rows,
-            agreement="\n".join(lines),
-            grayscale=decoded.grayscale,
-        )
-        for a in self.summary["agreement"]:
-            if a["sample"] == sample.id:
-                a["comparison_figure"] = self.out.rel(path)
+        upsert(self.summary["results"], entry, "sample", "model")
+        return entry
 
 
 def _decode(path: str, bit_depth: str) -> Any:
     from seewhy.data.images import decode_image
 
     return decode_image(path, bit_depth=bit_depth)
-
-
-COMPARE_SIDE = 256
-"""The longer side of the grid on which models that frame the image differently are compared."""
-
-
-def _common_frame(
-    models: Sequence[Model],
-    image: Any,
-    per_model: dict[str, tuple[dict[str, Any], dict[str, np.ndarray]]],
-) -> tuple[np.ndarray, dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]]:
-    """The image and every model's maps in one frame, with where each map covers it.
-
-    Models that resize and crop alike (the usual case) share their input frame: the image is
-    the first model's frame and the maps are used as they are. Models that crop differently
-    (a timm model with ``crop_pct = 0.875`` beside one at 1.0) see different parts of the
-    image: their maps are placed where their frame lies on the original image, on a grid of
-    :data:`COMPARE_SIDE` pixels along its longer side, and agreement is computed only where
-    both maps cover it.
-    """
-    import numpy as np
-
-    width, height = image.size
-    boxes = [m.preprocess.box(width, height) for m in models]
-    if all(np.allclose(b, boxes[0], atol=1e-6) for b in boxes):
-        shown = np.asarray(models[0].preprocess.frame(image))
-        return shown, {
-            m.name: {k: (v, np.ones(v.shape, bool)) for k, v in per_model[m.name][1].items()}
-            for m in models
-        }
-    scale = min(1.0, COMPARE_SIDE / max(width, height))
-    grid = (max(1, round(width * scale)), max(1, round(height * scale)))
-    framed = {
-        m.name: {k: _place(v, box, (width, height), grid) for k, v in per_model[m.name][1].items()}
-        for m, box in zip(models, boxes, strict=True)
-    }
-    return np.asarray(image.convert("RGB")), framed
-
-
-def _place(
-    heat: np.ndarray,
-    box: tuple[float, float, float, float],
-    size: tuple[int, int],
-    grid: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """A map of a model's input frame placed on a ``grid`` (w, h) over the original image of
-    ``size`` (w, h), where the frame covers ``box``: (map, covered), 0 where not covered."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    x0, y0, x1, y1 = box
-    (width, height), (gw, gh) = size, grid
-    nx = ((np.arange(gw) + 0.5) * width / gw - x0) / (x1 - x0) * 2 - 1
-    ny = ((np.arange(gh) + 0.5) * height / gh - y0) / (y1 - y0) * 2 - 1
-    gy, gx = np.meshgrid(ny, nx, indexing="ij")
-    where = torch.from_numpy(np.stack([gx, gy], axis=-1)).float()[None]
-    src = torch.from_numpy(np.ascontiguousarray(heat, dtype=np.float32))[None, None]
-    placed = F.grid_sample(src, where, mode="bilinear", padding_mode="zeros", align_corners=False)
-    covered = (np.abs(gx) <= 1) & (np.abs(gy) <= 1)
-    return placed[0, 0].numpy() * covered, covered
-
-
-def _prediction_text(pred: dict[str, Any]) -> str:
-    """A prediction in a few words: ``fracture (0.93)`` or ``value 3.2e+05``."""
-    if "label" in pred:
-        return f"{pred['label']} ({pred['score']:.2f})"
-    return f"value {pred['value']:.4g}"
-
-
-def _agreement(
-    sample: str,
-    a: str,
-    b: str,
-    method: str,
-    ea: dict[str, Any],
-    eb: dict[str, Any],
-    ma: np.ndarray,
-    mb: np.ndarray,
-) -> dict[str, Any]:
-    import torch
-
-    from seewhy.checks.agreement import rank_correlation, top_iou
-
-    pa, pb = ea["prediction"], eb["prediction"]
-    same = pa.get("label") == pb.get("label") if "label" in pa else False
-    ta, tb = torch.from_numpy(ma), torch.from_numpy(mb)
-    return {
-        "sample": sample,
-        "models": [a, b],
-        "method": method,
-        "same_prediction": bool(same),
-        "rank_correlation": round(rank_correlation(ta, tb), 4),
-        "top_iou": round(top_iou(ta, tb, 0.1), 4),
-    }
-
-
-def _pair_line(a: str, b: str, ea: dict[str, Any], eb: dict[str, Any], named: bool) -> str:
-    """What two models predict, in words (prefixed with their names when there are more)."""
-    pa, pb = ea["prediction"], eb["prediction"]
-    if "label" not in pa and "label" not in pb:
-        return f"{a}: {pa['value']:.4g}, {b}: {pb['value']:.4g}"
-    if "label" not in pa or "label" not in pb:  # a classifier beside a regressor
-        return f"{a}: {_prediction_text(pa)}, {b}: {_prediction_text(pb)}"
-    if pa.get("label") != pb.get("label"):
-        return f"models disagree: {a} says {pa['label']}, {b} says {pb['label']}"
-    return (
-        f"{a} vs {b}: both predict {pa['label']}" if named else f"both models predict {pa['label']}"
-    )
-
-
-def _is_regression(model: Model) -> bool:
-    return model.task == "regression"
-
-
-def _depends_on_target(method: str) -> bool:
-    """Whether a method's map changes with the target (EigenCAM's does not)."""
-    from seewhy.methods.registry import method_class
-
-    return bool(getattr(method_class(method), "depends_on_target", True))
-
-
-def _single(model: Model, target: Any) -> Any:
-    from seewhy.core.targets import Target, parse_target
-
-    if isinstance(target, Target):
-        return target
-    (t,) = parse_target(target, task=model.task, labels=model.labels, num_outputs=model.num_outputs)
-    return t
-
-
-def _is_lowering(model: Model, target: Any) -> bool:
-    """Whether the target explains what lowers a regression output (``-value``)."""
-    from seewhy.core.targets import RegressionTarget
-
-    t = _single(model, target)
-    return isinstance(t, RegressionTarget) and t.sign < 0
-
-
-def _opposites(exps: Sequence[Explanation]) -> list[Tensor | None]:
-    """Each method's map of the opposite sign (regression targets: every target-dependent CAM
-    computes it in the same pass, ``extras["opposite"]``), so figures show what raises and what
-    lowers the output apart; ``None`` for classifiers, signed methods and methods that do not
-    depend on the target (their two maps would be the same)."""
-    return [
-        e.extras.get("opposite") if _depends_on_target(e.method) and not e.signed else None
-        for e in exps
-    ]
 
 
 def _batch_target(model: Model, samples: Sequence[Sample], target: str) -> Any:
@@ -849,6 +593,25 @@ def _true_class(model: Model, sample: Sample) -> int:
         f"sample {sample.id}: true label '{value}' is neither a class index nor one of the "
         f"model's labels ({', '.join(labels) or 'none'})"
     )
+
+
+def _details(
+    model: Model, e: Explanation, lines: list[str], explained: str, note: str | None = None
+) -> list[str]:
+    meta = [
+        f"recorded {k}: {v}"
+        for k, v in model.metadata.items()
+        if any(w in k.lower() for w in METRIC_WORDS) and isinstance(v, (int, float, str))
+    ]
+    return [
+        f"model: {model.name} ({model.arch})",
+        "prediction:",
+        *[f"  {line}" for line in lines],
+        f"explained: {explained}",
+        f"method: {e.method}" + (f"   layer: {e.layer}" if e.layer else ""),
+        *([note] if note else []),
+        *meta[:4],
+    ]
 
 
 def _explained_name(model: Model, e: Explanation, i: int = 0) -> str:
