@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from seewhy.core.errors import UsageError, did_you_mean
+from seewhy.data.summary import SCHEMA
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _MAX_ID = 120
@@ -241,7 +242,8 @@ def _is_output_folder(folder: Path) -> bool:
             head = f.read(200)
     except OSError:
         return False
-    return '"schema": "seewhy/' in head
+    family = SCHEMA.split("/")[0]  # any version of our schema, not only this one
+    return f'"schema": "{family}/' in head
 
 
 def _folder_drafts(folder: Path) -> list[_Draft]:

@@ -26,7 +26,7 @@ def depends_on_target(method: str) -> bool:
     """Whether a method's map changes with the target (EigenCAM's does not)."""
     from seewhy.methods.registry import method_class
 
-    return bool(getattr(method_class(method), "depends_on_target", True))
+    return bool(method_class(method).depends_on_target)
 
 
 def _single(model: Model, target: Any) -> Any:

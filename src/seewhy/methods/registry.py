@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from seewhy.core.errors import UsageError, did_you_mean
+
+if TYPE_CHECKING:
+    from seewhy.methods.base import Method
 
 T = TypeVar("T", bound=type)
 
@@ -40,7 +43,7 @@ def available_methods() -> list[str]:
     return list(_METHODS)
 
 
-def method_class(name: str) -> type:
+def method_class(name: str) -> type[Method]:
     """The class registered under ``name`` or an alias; a did-you-mean error otherwise."""
     _load_builtin_methods()
     key = name.strip().lower()
@@ -50,7 +53,7 @@ def method_class(name: str) -> type:
             f"unknown method '{name}'{did_you_mean(key, [*_METHODS, *_ALIASES])} "
             f"Available: {', '.join(_METHODS)}."
         )
-    return _METHODS[key]
+    return cast("type[Method]", _METHODS[key])
 
 
 def canonical_name(name: str) -> str:
@@ -60,7 +63,7 @@ def canonical_name(name: str) -> str:
     Every front door (CLI, ``seewhy.explain``) canonicalises method names once, so results,
     agreement and resume all key on the same name.
     """
-    return str(method_class(name).name)  # type: ignore[attr-defined]
+    return str(method_class(name).name)
 
 
 def canonical_names(names: Sequence[str]) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from seewhy.data.summary import prediction_text
+
 MAX_ROWS = 40
 """Rows per console table; a longer run says how many more there are (all are in the report)."""
 
@@ -30,7 +32,7 @@ def print_summary(
         table.add_column(col)
     for r in results[:MAX_ROWS]:
         p = r.get("prediction", {})
-        pred = f"{p['label']} ({p['score']:.2f})" if "label" in p else f"{p.get('value', 0):.4g}"
+        pred = prediction_text(p)
         table.add_row(str(r["sample"]), str(r["model"]), pred, str(r.get("explained", "")))
     console.print(table)
     _more(console, len(results), out)
