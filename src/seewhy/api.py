@@ -203,13 +203,17 @@ def example_image(model: Model, size: tuple[int, int] | None = None) -> Tensor:
 
 
 def layers(
-    model: Model | nn.Module | str | Path, size: tuple[int, int] | None = None
+    model: Model | nn.Module | str | Path,
+    size: tuple[int, int] | None = None,
+    *,
+    spatial_only: bool = True,
 ) -> list[LayerInfo]:
-    """Candidate CAM layers (modules with a spatial output) with their output shapes, in
-    forward order; the auto choice is :func:`auto_layer_name`."""
+    """The layers a CAM can read (modules with a spatial output; every module with
+    ``spatial_only=False``) with their output shapes, in forward order; the auto choice is
+    :func:`auto_layer_name`."""
     m = as_model(model)
     rows = list_layers(m.module, example_image(m, size))
-    return [r for r in rows if r.spatial]
+    return [r for r in rows if r.spatial or not spatial_only]
 
 
 def auto_layer_name(model: Model | nn.Module | str | Path) -> str:

@@ -205,19 +205,15 @@ def layers(
     """
 
     def work() -> None:
-        from seewhy.api import auto_layer_name
-        from seewhy.core.layers import example_input, list_layers
-        from seewhy.models.loader import load_model
+        from seewhy.api import auto_layer_name, layers, load_model
 
         m = load_model(
             model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device="cpu"
         )
         auto = auto_layer_name(m)
-        rows = list_layers(m.module, example_input(m.module, m.preprocess.size))
-        for r in rows:
-            if show_all or r.spatial:
-                mark = "  <- auto" if r.name == auto else ""
-                typer.echo(f"{r.name:<40} {r.type:<24} {list(r.shape)}{mark}")
+        for r in layers(m, spatial_only=not show_all):
+            mark = "  <- auto" if r.name == auto else ""
+            typer.echo(f"{r.name:<40} {r.type:<24} {list(r.shape)}{mark}")
 
     _run(work)
 
