@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seewhy.core.errors import UsageError
+from seewhy.core.errors import TargetError, UsageError
 from seewhy.core.explanation import Explanation
 from seewhy.core.inputs import Inputs, check_batch_size
 from seewhy.core.layers import LayerInfo, example_input, list_layers, resolve_layer
 from seewhy.core.model import Model
-from seewhy.core.targets import Target
+from seewhy.core.targets import ResolvedTarget, Target
 from seewhy.methods.base import Method
 from seewhy.methods.registry import canonical_name, create_method
 
@@ -52,22 +52,52 @@ def as_inputs(model: Model, inputs: Any) -> Inputs:
     import torch
 
     if isinstance(inputs, (Inputs, Mapping)):
-        return model.to_input(Inputs.of(inputs))
-    if isinstance(inputs, torch.Tensor):
-        if inputs.ndim == 3:
-            inputs = inputs[None]
-        if inputs.ndim != 4:
-            raise UsageError(
-                f"expected an image batch [B, C, H, W] (or one image [C, H, W]); got shape "
-                f"{tuple(inputs.shape)}"
-            )
-        return model.to_input(inputs)
-    items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-    if not items:
-        raise UsageError("no inputs to explain")
+        batch = model.to_input(Inputs.of(inputs))
+    elif isinstance(inputs, torch.Tensor):
+        batch = model.to_input(_image_batch(inputs))
+    else:
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if items and all(isinstance(i, torch.Tensor) for i in items):
+            shapes = {tuple(i.shape) for i in items}
+            if len(shapes) != 1 or any(i.ndim != 3 for i in items):
+                raise UsageError(
+                    f"a list of tensors must be images [C, H, W] of one shape; got shapes "
+                    f"{sorted(shapes)}: stack them into a batch [B, C, H, W]"
+                )
+            batch = model.to_input(torch.stack(items))
+        else:
+            batch = model.to_input(_decoded(model, items))
+    if batch.batch_size == 0:
+        raise UsageError("no inputs to explain: the batch is empty")
+    return batch
+
+
+def _image_batch(x: Tensor) -> Tensor:
+    if x.ndim == 3:
+        return x[None]
+    if x.ndim != 4:
+        raise UsageError(
+            f"expected an image batch [B, C, H, W] (or one image [C, H, W]); got shape "
+            f"{tuple(x.shape)}"
+        )
+    return x
+
+
+def _decoded(model: Model, items: list[Any]) -> Tensor:
+    """Image files or PIL images, decoded robustly and preprocessed as the model says."""
+    from PIL import Image
+
     from seewhy.data.images import load_image
 
-    return model.to_input(model.preprocess([load_image(item) for item in items]))
+    if not items:
+        raise UsageError("no inputs to explain")
+    for item in items:
+        if not isinstance(item, (str, Path, Image.Image)):
+            raise UsageError(
+                f"cannot explain a {type(item).__name__}: pass image paths, PIL images, a "
+                "tensor batch [B, C, H, W] or named tensors {'image': ...}"
+            )
+    return model.preprocess([load_image(item) for item in items])
 
 
 def resolve_methods(
@@ -136,6 +166,11 @@ def explain(
     instances = resolve_methods(methods, layer or m.layer or "auto", **settings)
     for method in instances:
         method.check_applicable(m.module)  # a CAM on a TorchScript module: refused up front
+    if isinstance(target, ResolvedTarget) and target.batch_size != batch.batch_size:
+        raise TargetError(
+            f"target '{target.name}' was resolved for {target.batch_size} samples, but the "
+            f"batch has {batch.batch_size}; resolve it on this batch's output"
+        )
     instances = _resolve_auto_layer(m, batch, instances)
     targets = _targets(m, batch, target)
     families: dict[Callable[..., Any], list[int]] = {}
@@ -160,7 +195,8 @@ def _resolve_auto_layer(model: Model, batch: Inputs, methods: list[Method]) -> l
     """Methods whose layer is ``auto`` given the layer it stands for, found once per call."""
     if not any(getattr(m, "layer", None) == "auto" for m in methods):
         return methods
-    found = resolve_layer(model.module, "auto", batch[:1].image).name
+    image, run = model.dry_run(batch)
+    found = resolve_layer(model.module, "auto", image, run).name
     return [
         dataclasses.replace(m, layer=found) if getattr(m, "layer", None) == "auto" else m  # type: ignore[call-arg]
         for m in methods

@@ -192,6 +192,7 @@ class ForwardEngine:
         images = any(v.ndim == 4 and v.is_floating_point() for v in example.values())
         self._layout = torch.channels_last if images else torch.contiguous_format
         module, self.folded = self._private_copy(model, example, expected, fold)
+        self._owns_copy = module is not model.module
         self.model = dataclasses.replace(model, module=module)
 
     # -- the copy ---------------------------------------------------------------------------
@@ -277,7 +278,19 @@ class ForwardEngine:
             else contextlib.nullcontext()
         )
         with autocast:
-            out = self.model.forward(_channels_last(chunk), module=self.model.module)
+            if self._layout != torch.channels_last:
+                out = self.model.forward(chunk, module=self.model.module)
+            else:
+                try:
+                    out = self.model.forward(_channels_last(chunk), module=self.model.module)
+                except RuntimeError:
+                    # A forward that needs contiguous tensors (``x.view(B, -1)`` on a conv
+                    # output) fails on channels-last ones: run the copy in the default layout
+                    # from here on (a genuine error then raises again, below).
+                    self._layout = torch.contiguous_format
+                    if self._owns_copy:  # never re-lay the user's own (uncopyable) module
+                        self.model.module.to(memory_format=torch.contiguous_format)
+                    out = self.model.forward(chunk, module=self.model.module)
         self._width = int(out.shape[-1])
         return out.float()
 

@@ -24,7 +24,13 @@ from seewhy.core.errors import LayerError, MethodNotApplicableError, closest
 from seewhy.core.hooks import record_output_shapes
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from torch import Tensor, nn
+
+    DryRun = Callable[[], Any]
+    """How to run the model once on an example (a multi-input model's call with all its
+    inputs); by default ``model(example)``, the example being the image batch."""
 
 
 def _grid_fits(a: int, b: int, size: tuple[int, int]) -> bool:
@@ -158,7 +164,9 @@ def _module_hints(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def get_layer(model: nn.Module, name: str, example: Tensor | None = None) -> LayerSpec:
+def get_layer(
+    model: nn.Module, name: str, example: Tensor | None = None, run: DryRun | None = None
+) -> LayerSpec:
     """The layer called ``name`` (as in ``model.named_modules()``), with its layout hints.
 
     With an ``example`` input, one dry run (eval mode, no gradients) fixes the layer's layout,
@@ -174,7 +182,7 @@ def get_layer(model: nn.Module, name: str, example: Tensor | None = None) -> Lay
             "Run `seewhy layers MODEL` to list the candidates."
         )
     spec = LayerSpec(name=name, module=modules[name], **_module_hints(model))
-    return spec if example is None else _measure(model, spec, example)
+    return spec if example is None else _measure(model, spec, example, run)
 
 
 def _input_size(example: Tensor | None) -> tuple[int, int] | None:
@@ -202,7 +210,9 @@ def _spatial_layout(
     return None
 
 
-def _measure(model: nn.Module, spec: LayerSpec, example: Tensor) -> LayerSpec:
+def _measure(
+    model: nn.Module, spec: LayerSpec, example: Tensor, run: DryRun | None = None
+) -> LayerSpec:
     """``spec`` with the layout, shape and calls of one dry run on ``example``."""
     import torch
 
@@ -213,7 +223,7 @@ def _measure(model: nn.Module, spec: LayerSpec, example: Tensor) -> LayerSpec:
         torch.no_grad(),
         record_output_shapes([(spec.name, spec.module)]) as rec,
     ):
-        model(example)
+        run() if run is not None else model(example)
     calls = rec.calls.get(spec.name, 0)
     shape = rec.shapes.get(spec.name)
     if calls == 0:
@@ -283,7 +293,9 @@ class LayerInfo:
     calls: int = 1
 
 
-def list_layers(model: nn.Module, example: Tensor | None = None) -> list[LayerInfo]:
+def list_layers(
+    model: nn.Module, example: Tensor | None = None, run: DryRun | None = None
+) -> list[LayerInfo]:
     """Every named module's output shape from one dry run, in the order the forward finished.
 
     Each row's layout is decided from its shape and the example's size (:func:`detect_layout`).
@@ -299,7 +311,7 @@ def list_layers(model: nn.Module, example: Tensor | None = None) -> list[LayerIn
     spec = LayerSpec("", None, **hints)  # type: ignore[arg-type]
     size = _input_size(x)
     with explaining(model), torch.no_grad(), record_output_shapes(named) as rec:
-        model(x)
+        run() if run is not None else model(x)
     rows = []
     for n in rec.order:
         shape = rec.shapes[n]
@@ -313,7 +325,9 @@ def list_layers(model: nn.Module, example: Tensor | None = None) -> list[LayerIn
 PRE_ATTENTION_NORMS = ("norm1", "ln1", "ln_1", "layernorm_before")
 
 
-def auto_layer(model: nn.Module, example: Tensor | None = None) -> LayerSpec:
+def auto_layer(
+    model: nn.Module, example: Tensor | None = None, run: DryRun | None = None
+) -> LayerSpec:
     """The last spatial feature layer.
 
     timm models: their ``feature_info`` (the last stage; for class-token ViTs the input of the
@@ -327,9 +341,9 @@ def auto_layer(model: nn.Module, example: Tensor | None = None) -> LayerSpec:
     """
     name = _timm_auto(model)
     if name is not None and name in dict(model.named_modules()):
-        return get_layer(model, name, example)
+        return get_layer(model, name, example, run)
     x = example if example is not None else example_input(model)
-    rows = list_layers(model, x)
+    rows = list_layers(model, x, run)
     four_d = [r for r in rows if r.spatial and len(r.shape) == 4]
     tokens = [r for r in rows if r.spatial and len(r.shape) == 3]
     pick = four_d or tokens
@@ -361,14 +375,19 @@ def auto_layer(model: nn.Module, example: Tensor | None = None) -> LayerSpec:
 
 
 def resolve_layer(
-    model: nn.Module, layer: str | None = "auto", example: Tensor | None = None
+    model: nn.Module,
+    layer: str | None = "auto",
+    example: Tensor | None = None,
+    run: DryRun | None = None,
 ) -> LayerSpec:
     """``"auto"``/``None`` -> :func:`auto_layer`; a name -> :func:`get_layer`.
 
     With an ``example`` input the layer is measured by one dry run (its layout, output shape
     and ``calls``) and a layer without a spatial output raises
-    :class:`MethodNotApplicableError` here, before any work.
+    :class:`MethodNotApplicableError` here, before any work. ``run`` runs the model on the
+    example when ``model(example)`` would not (a model with several inputs); ``example`` is
+    then the image batch it holds, for the layer's grid size.
     """
     if layer is None or layer == "auto":
-        return auto_layer(model, example)
-    return get_layer(model, layer, example)
+        return auto_layer(model, example, run)
+    return get_layer(model, layer, example, run)

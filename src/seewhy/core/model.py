@@ -9,7 +9,7 @@ against the model's task and labels are all here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +115,12 @@ class Model:
         if len(inputs) == 1:
             return run(next(iter(inputs.values())))
         return run(**{self.argument(k): v for k, v in inputs.items()})
+
+    def dry_run(self, inputs: Inputs) -> tuple[Tensor, Callable[[], Any]]:
+        """``(image, run)`` for a layer lookup's dry run on ``inputs`` (first row only): the image
+        sets the layer's grid size, ``run`` calls the module with every input."""
+        first = self.to_input(inputs[:1])
+        return first.image, lambda: self.call(first)
 
     def forward(self, inputs: Inputs | Tensor, module: nn.Module | None = None) -> Tensor:
         """The output ``[B, C]`` on ``inputs`` (already on the model's device), checked finite."""

@@ -273,8 +273,8 @@ class CAM(Method):
             if name not in passes:
                 same = zip(cams, names, strict=True)
                 needs = any(c.needs_gradients for c, n in same if n == name)
-                example = model.to_input(inputs[:1]).image if name == "auto" else None
-                spec = resolve_layer(model.module, name, example)
+                image, run = model.dry_run(inputs) if name == "auto" else (None, None)
+                spec = resolve_layer(model.module, name, image, run)
                 passes[name] = layer_pass(
                     model, inputs, target, spec, gradients=needs, batch_size=step
                 )
