@@ -19,7 +19,7 @@ from seewhy.core.inputs import Inputs, check_batch_size
 from seewhy.core.layers import LayerInfo, example_input, list_layers, resolve_layer
 from seewhy.core.model import Model
 from seewhy.core.targets import ResolvedTarget, Target
-from seewhy.methods.base import Method
+from seewhy.methods.base import Method, row_seeds
 from seewhy.methods.registry import canonical_name, create_method
 
 if TYPE_CHECKING:
@@ -134,6 +134,9 @@ def explain(
     layer: str | None = None,
     *,
     batch_size: int = 8,
+    seed: int = 0,
+    sample_ids: Sequence[str] | None = None,
+    background: Any = None,
     **settings: Any,
 ) -> list[Explanation]:
     """Explain a batch with one or more methods.
@@ -148,6 +151,12 @@ def explain(
         batch_size: the largest batch any forward pass sends to the model: the images go
             through ``batch_size`` at a time, and methods with many forwards per image
             (Score-CAM's masked inputs) send them ``batch_size`` at a time.
+        seed: the seed of the methods that draw at random (noise, baselines, masks).
+        sample_ids: one id per sample: each sample's draws are seeded from ``(seed, id)``, so a
+            sample's explanation is the same alone, in any batch, and on a resumed run. Without
+            ids, row ``i`` of ``inputs`` stands for the id ``str(i)``.
+        background: rows to draw baselines from (expected gradients), in any form ``inputs``
+            takes; ``None``: the given inputs themselves (every sample of the call).
         settings: other method settings (e.g. ``precision``), passed to the methods that take
             them; a setting that no method takes is an error naming the closest one.
 
@@ -171,6 +180,13 @@ def explain(
             f"target '{target.name}' was resolved for {target.batch_size} samples, but the "
             f"batch has {batch.batch_size}; resolve it on this batch's output"
         )
+    ids = [str(i) for i in range(batch.batch_size)] if sample_ids is None else list(sample_ids)
+    if len(ids) != batch.batch_size:
+        raise UsageError(
+            f"sample_ids has {len(ids)} ids for a batch of {batch.batch_size}; give one per sample"
+        )
+    seeds = row_seeds(seed, ids)
+    rows = batch if background is None else as_inputs(m, background)
     instances = _resolve_auto_layer(m, batch, instances)
     targets = _targets(m, batch, target)
     families: dict[Callable[..., Any], list[int]] = {}
@@ -184,7 +200,15 @@ def explain(
             part_target = tgt.rows(slice(start, start + step))
             for run_many, idx in families.items():
                 group = [instances[i] for i in idx]
-                done = run_many(group, m, part, part_target, batch_size=step)
+                done = run_many(
+                    group,
+                    m,
+                    part,
+                    part_target,
+                    batch_size=step,
+                    seeds=seeds[start : start + step],
+                    background=rows,
+                )
                 for i, e in zip(idx, done, strict=True):
                     chunks[i].append(e)
         results.extend(Explanation.concat(c) for c in chunks)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from seewhy.core.explanation import Explanation
     from seewhy.core.targets import Target
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Method", "check_batch_size"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Method", "check_batch_size", "check_seeds", "row_seeds"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,16 @@ class Method:
     ``batch_size`` is not a setting but a call argument: the largest batch that ANY forward
     pass of the call sends to the model (the batch itself is split into chunks of that size;
     methods with many forwards per sample, e.g. Score-CAM, send them that many at a time).
+
+    ``seeds`` (a call argument too) gives one integer per row: a method that draws anything at
+    random (noise, baselines, masks) draws row ``i``'s from a generator seeded with
+    ``seeds[i]`` alone, so a row's result does not depend on the batch it came in, and a
+    resumed run equals an uninterrupted one. ``None``: row ``i`` of the call uses ``i``.
+    :func:`row_seeds` derives them from a run's seed and the sample ids.
+
+    ``background`` (a call argument): the rows baselines are drawn from by methods that take
+    them from data (expected gradients); the same set for every batch of a run, so a sample's
+    result does not depend on its batch. ``None``: the method's own default (zeros).
 
     Targets are resolved once, on the clean batch's output (``Target.resolve``): a method that
     runs the model on perturbed inputs reads there the columns decided on the clean one.
@@ -62,11 +72,19 @@ class Method:
         target: str | int | Target = "pred",
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        seeds: Sequence[int] | None = None,
+        background: Inputs | Tensor | None = None,
     ) -> Explanation:
         """Explain ``inputs`` (already preprocessed, any device) for ``target``."""
         m = Model.of(model)
         return self.run_many(
-            [self], m, m.to_input(inputs), m.target(target), batch_size=batch_size
+            [self],
+            m,
+            m.to_input(inputs),
+            m.target(target),
+            batch_size=batch_size,
+            seeds=seeds,
+            background=None if background is None else m.to_input(background),
         )[0]
 
     @classmethod
@@ -78,7 +96,31 @@ class Method:
         target: Target,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        seeds: Sequence[int] | None = None,
+        background: Inputs | None = None,
     ) -> list[Explanation]:
         """Run several methods of this family on one batch (on the model's device and dtype),
         sharing what they can; no forward sends the model more than ``batch_size`` rows."""
         raise NotImplementedError
+
+
+def row_seeds(seed: int, ids: Sequence[str]) -> list[int]:
+    """One seed per sample from a run's ``seed`` and the sample ids (stable across runs,
+    machines and Python's hash randomisation): ``crc32`` of ``"<seed>:<id>"``."""
+    import zlib
+
+    return [zlib.crc32(f"{int(seed)}:{i}".encode()) for i in ids]
+
+
+def check_seeds(seeds: Sequence[int] | None, rows: int) -> list[int]:
+    """``seeds`` as a list of ``rows`` ints (``None``: ``0 .. rows-1``)."""
+    from seewhy.core.errors import UsageError
+
+    if seeds is None:
+        return list(range(rows))
+    out = [int(v) for v in seeds]
+    if len(out) != rows:
+        raise UsageError(
+            f"seeds has {len(out)} values for a batch of {rows} rows; give one per row"
+        )
+    return out

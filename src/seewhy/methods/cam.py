@@ -256,7 +256,11 @@ class CAM(Method):
         target: Target,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        seeds: Sequence[int] | None = None,
+        background: Inputs | None = None,
     ) -> list[Explanation]:
+        """CAMs draw nothing at random and take no baselines: ``seeds`` and ``background`` are
+        not used."""
         step = check_batch_size(batch_size)
         cams = [m for m in methods if isinstance(m, CAM)]
         for m in cams:
