@@ -20,7 +20,7 @@ from seewhy.core.layers import LayerInfo, example_input, list_layers, resolve_la
 from seewhy.core.model import Model
 from seewhy.core.targets import ResolvedTarget, Target
 from seewhy.methods.base import Method, row_seeds
-from seewhy.methods.registry import canonical_name, create_method
+from seewhy.methods.registry import create_method, parse_method_specs, split_method_specs
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -103,24 +103,32 @@ def _decoded(model: Model, items: list[Any]) -> Tensor:
 def resolve_methods(
     methods: Sequence[str | Method] | str, layer: str | None = None, **settings: Any
 ) -> list[Method]:
-    """Method instances from names (``"gradcam,eigencam"`` or a list) or ready instances.
+    """Method instances from names (``"gradcam,eigencam"``, ``"ig(steps=32),gradcam"`` or a
+    list) or ready instances. Settings in brackets belong to that method (a setting it does not
+    take is an error with the closest name) and win over the shared ``settings``.
 
     Names are canonicalised once here (``GradCAM`` and ``gradcampp`` are ``gradcam`` and
     ``gradcam++``), and a method named twice is computed once. Each setting (``layer``
     included) goes to the methods that take it; one that no method takes is refused, with
     the closest name (:func:`~seewhy.methods.registry.create_method`).
     """
-    names = methods.split(",") if isinstance(methods, str) else list(methods)
+    names = split_method_specs(methods) if isinstance(methods, str) else list(methods)
     out: list[Method] = []
-    seen: set[str] = set()
+    seen: dict[str, dict[str, Any]] = {}
     for m in names:
         if isinstance(m, Method):
             out.append(m)
             continue
-        name = canonical_name(str(m).strip())
-        if name not in seen:
-            seen.add(name)
-            out.append(create_method(name, layer=layer, **settings))
+        for name, own in parse_method_specs([str(m)]):
+            if name in seen:
+                if seen[name] != own:
+                    raise UsageError(
+                        f"method '{name}' is given twice with different settings "
+                        f"({seen[name]} and {own}); give it once"
+                    )
+                continue
+            seen[name] = own
+            out.append(create_method(name, layer=layer, **{**settings, **own}))
     if not out:
         raise UsageError("no method given; e.g. methods=['gradcam']")
     return out

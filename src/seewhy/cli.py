@@ -71,7 +71,9 @@ def explain(
     method: Annotated[
         str,
         typer.Option(
-            help="Comma list: gradcam, gradcam++, hirescam, xgradcam, layercam, eigencam, scorecam."
+            help="Comma list, settings in brackets: gradcam, gradcam++, hirescam, xgradcam, "
+            "layercam, eigencam, scorecam, saliency, inputxgrad, ig, smoothgrad, "
+            "expected-gradients (shap), occlusion, rise; e.g. 'ig(steps=32),occlusion(window=32)'."
         ),
     ] = "gradcam",
     target: Annotated[
@@ -94,6 +96,13 @@ def explain(
         ),
     ] = 8,
     seed: Annotated[int, typer.Option(help="Seed for --sample and random methods.")] = 0,
+    n_background: Annotated[
+        int,
+        typer.Option(
+            help="Expected gradients: how many of the given samples its baselines are drawn "
+            "from (fewer than 2: the zero baseline)."
+        ),
+    ] = 32,
     data: Annotated[
         Path | None, typer.Option(help="A manifest (CSV/Parquet) instead of IMAGEs.")
     ] = None,
@@ -135,6 +144,7 @@ def explain(
     def work() -> int:
         from seewhy.data.samples import from_inputs, from_manifest
         from seewhy.jobs.explain import ExplainOptions, run_explain
+        from seewhy.methods.registry import split_method_specs
         from seewhy.render.console import print_summary
 
         if images and data:
@@ -159,7 +169,8 @@ def explain(
             )
         )
         opts = ExplainOptions(
-            methods=_split([method]),
+            methods=split_method_specs(method),
+            n_background=n_background,
             target=target,
             layer=layer,
             out=out,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from seewhy.core.explanation import Explanation
+    from seewhy.methods.base import Method
     from seewhy.models.model import Model
 
 METRIC_WORDS = ("acc", "f1", "auc", "precision", "recall", "loss", "mae", "rmse", "r2", "epoch")
@@ -32,6 +33,7 @@ class ExplainOptions:
     """The flags of ``seewhy explain`` (SPEC section 2)."""
 
     methods: list[str] = field(default_factory=lambda: ["gradcam"])
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     target: str = "pred"
     layer: str | None = None
     out: Path = Path("seewhy-out")
@@ -44,6 +46,7 @@ class ExplainOptions:
     top_k: int = 3
     progress: bool = True
     report: bool = True
+    n_background: int = 32
 
 
 @dataclass
@@ -209,14 +212,19 @@ def run_explain(
         TimeRemainingColumn,
     )
 
-    from seewhy.api import resolve_methods
-    from seewhy.methods.registry import canonical_names
+    from seewhy.methods.registry import parse_method_specs
 
     console = console or Console(stderr=True)
     # One name per method from here on (GradCAM, gradcampp -> gradcam, gradcam++): results,
     # agreement and resume all key on it. Unknown methods fail before any model loads.
-    opts = dataclasses.replace(opts, methods=canonical_names(opts.methods))
-    resolve_methods(opts.methods, opts.layer)
+    # Settings in brackets (ig(steps=32)) are checked against the method before any work.
+    specs = parse_method_specs(opts.methods)
+    opts = dataclasses.replace(
+        opts,
+        methods=[name for name, _ in specs],
+        settings={**{name: own for name, own in specs if own}, **opts.settings},
+    )
+    _methods(opts, opts.layer)
     if opts.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {opts.batch_size}")
     if not samples:
@@ -231,7 +239,15 @@ def run_explain(
     finished = done_results(summary, out.root)
     for m in models:
         upsert(summary["models"], describe_model(m), "name")
-    run = _Run(models=models, layers=layers, opts=opts, out=out, summary=summary, done=finished)
+    run = _Run(
+        models=models,
+        layers=layers,
+        opts=opts,
+        out=out,
+        summary=summary,
+        done=finished,
+        samples=samples,
+    )
     errors: list[dict[str, Any]] = []
     columns = (
         TextColumn("{task.description}"),
@@ -319,6 +335,8 @@ class _Run:
     out: OutputFolder
     summary: dict[str, Any]
     done: set[tuple[str, str, str]]
+    samples: Sequence[Sample] = ()
+    _background: dict[str, Tensor] = field(default_factory=dict)
 
     def group(self, samples: Sequence[Sample]) -> dict[str, str]:
         """Explain a group of samples with every model; returns failed sample id -> reason."""
@@ -425,6 +443,8 @@ class _Run:
         """What is left to do for (sample, model): the methods not finished under the same
         request (another target, layer, checkpoint or image file recomputes them all)."""
         request = resume_request(sample, model, self.opts.target)
+        if self.opts.settings:  # another ig(steps=...) recomputes
+            request["settings"] = self.opts.settings
         old = next(
             (
                 r
@@ -450,17 +470,19 @@ class _Run:
 
         from seewhy.api import explain
 
-        methods = list(items[0].methods)
         images = [decoded[t.sample.id, model.preprocess.bit_depth] for t in items]
         batch = model.preprocess([d.image for d in images])
         target = _batch_target(model, [t.sample for t in items], self.opts.target)
+        methods = _methods(self.opts, self.layers.get(model.name), items[0].methods)
         exps = explain(
             model,
             batch,
             methods,
             target=target,
-            layer=self.layers.get(model.name),
             batch_size=self.opts.batch_size,
+            seed=self.opts.seed,
+            sample_ids=[t.sample.id for t in items],
+            background=self.background(model) if _uses_background(methods) else None,
         )
         opposite = opposites(exps)
         flipped = is_lowering(model, target)
@@ -470,6 +492,30 @@ class _Run:
             shown = _Shown(np.asarray(model.preprocess.frame(d.image)), d.grayscale)
             done[item.sample.id] = self.write(model, item, i, exps, opposite, flipped, shown)
         return done
+
+    def background(self, model: Model) -> Tensor:
+        """The rows baselines are drawn from (expected gradients), the same for every batch:
+        up to ``--n-background`` of the run's samples (seeded by ``--seed``), preprocessed as
+        ``model`` takes them, decoded once per model. Undecodable ones are skipped."""
+        import random
+
+        import torch
+
+        if model.name in self._background:
+            return self._background[model.name]
+        pool = list(self.samples)
+        random.Random(self.opts.seed).shuffle(pool)
+        images: list[Any] = []
+        for s in pool:
+            if len(images) >= self.opts.n_background:
+                break
+            try:
+                images.append(_decode(s.image_path, model.preprocess.bit_depth).image)
+            except Exception:  # an undecodable image fails as a sample, not as a baseline
+                continue
+        rows = model.preprocess(images) if images else torch.zeros(0)
+        self._background[model.name] = rows
+        return rows
 
     def write(
         self,
@@ -620,3 +666,20 @@ def _explained_name(model: Model, e: Explanation, i: int = 0) -> str:
         return e.target
     label = model.label(int(e.target_indices[i]))
     return label if e.target in ("pred", label) else f"{label} ({e.target})"
+
+
+def _methods(
+    opts: ExplainOptions, layer: str | None, names: Sequence[str] | None = None
+) -> list[Method]:
+    """The run's method instances (``names``: a subset), each with its bracket settings."""
+    from seewhy.methods.registry import create_method
+
+    return [
+        create_method(n, layer=layer, **opts.settings.get(n, {}))
+        for n in (opts.methods if names is None else names)
+    ]
+
+
+def _uses_background(methods: Sequence[Method]) -> bool:
+    """Whether a method draws baselines from data (expected gradients)."""
+    return any(m.uses_background for m in methods)

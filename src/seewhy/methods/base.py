@@ -33,7 +33,9 @@ class Method:
     - ``signed``: whether maps keep a sign (negative = lowers the target);
     - ``depends_on_target``: whether the map changes with the target. A method that reads
       only the activations (EigenCAM) gives the same map for every class and for ``value`` and
-      ``-value``, so callers draw it once instead of contrasting it with itself.
+      ``-value``, so callers draw it once instead of contrasting it with itself;
+    - ``uses_background``: whether it draws baselines from data (``background`` below), so a
+      run prepares that set once.
 
     ``batch_size`` is not a setting but a call argument: the largest batch that ANY forward
     pass of the call sends to the model (the batch itself is split into chunks of that size;
@@ -56,6 +58,7 @@ class Method:
     name: ClassVar[str] = "method"
     signed: ClassVar[bool] = False
     depends_on_target: ClassVar[bool] = True
+    uses_background: ClassVar[bool] = False
 
     def params(self) -> dict[str, Any]:
         """The settings as they go to summary.json."""

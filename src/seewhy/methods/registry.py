@@ -111,3 +111,91 @@ def create_method(name: str, **params: Any) -> Any:
         )
     fields = method_settings(name)
     return cls(**{k: v for k, v in params.items() if k in fields and v is not None})
+
+
+def split_method_specs(text: str) -> list[str]:
+    """``"ig(steps=32),occlusion(window=32,stride=16), gradcam"`` -> one spec per method:
+    commas inside brackets separate settings, not methods."""
+    out: list[str] = []
+    depth, start = 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+    out.append(text[start:])
+    return [s.strip() for s in out if s.strip()]
+
+
+def _value(text: str) -> Any:
+    """A setting's value from its text: int, float, true/false, none, else the string (quotes
+    stripped). Nothing is evaluated."""
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
+        return t[1:-1]
+    low = t.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(t)
+        except ValueError:
+            continue
+    return t
+
+
+def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"ig(steps=32, rule=riemann-trapezoid)"`` -> ``("ig", {"steps": 32, "rule": ...})``.
+
+    The name is canonicalised (aliases, case); each setting must be one the method takes
+    (a did-you-mean error otherwise), so a typo never silently runs the default.
+    """
+    text = spec.strip()
+    name, settings = text, {}
+    if "(" in text:
+        if not text.endswith(")") or text.count("(") != 1 or text.count(")") != 1:
+            raise UsageError(
+                f"method '{spec}': write settings in one pair of brackets, e.g. "
+                "'ig(steps=32)' or 'occlusion(window=32,stride=16)'"
+            )
+        name, _, inner = text[:-1].partition("(")
+        for part in (p.strip() for p in inner.split(",")):
+            if not part:
+                continue
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip():
+                raise UsageError(
+                    f"method '{spec}': settings are name=value, e.g. '{name.strip()}(steps=32)'"
+                )
+            settings[key.strip()] = _value(value)
+    canonical = canonical_name(name.strip())
+    takes = method_settings(canonical)
+    for key in settings:
+        if key not in takes:
+            options = ", ".join(sorted(takes)) or "no settings"
+            raise UsageError(
+                f"method '{canonical}' has no setting '{key}'{did_you_mean(key, sorted(takes))} "
+                f"It takes: {options}."
+            )
+    return canonical, settings
+
+
+def parse_method_specs(specs: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Each spec parsed (:func:`parse_method_spec`), a method named twice kept once; the same
+    method twice with different settings is refused (its results would share one name)."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        for one in split_method_specs(spec):
+            name, settings = parse_method_spec(one)
+            if name in out and out[name] != settings:
+                raise UsageError(
+                    f"method '{name}' is given twice with different settings ({out[name]} and "
+                    f"{settings}); give it once"
+                )
+            out[name] = settings
+    return list(out.items())
