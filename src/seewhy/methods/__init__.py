@@ -1,5 +1,6 @@
 """Attribution methods, one file per family; importing this package registers them all."""
 
 from seewhy.methods import cam as cam
+from seewhy.methods import perturbation as perturbation
 
-__all__ = ["cam"]
+__all__ = ["cam", "perturbation"]
