@@ -1,6 +1,7 @@
 """Attribution methods, one file per family; importing this package registers them all."""
 
 from seewhy.methods import cam as cam
+from seewhy.methods import gradients as gradients
 from seewhy.methods import perturbation as perturbation
 
-__all__ = ["cam", "perturbation"]
+__all__ = ["cam", "gradients", "perturbation"]
