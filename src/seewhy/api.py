@@ -164,7 +164,8 @@ def explain(
             sample's explanation is the same alone, in any batch, and on a resumed run. Without
             ids, row ``i`` of ``inputs`` stands for the id ``str(i)``.
         background: rows to draw baselines from (expected gradients), in any form ``inputs``
-            takes; ``None``: the given inputs themselves (every sample of the call).
+            takes; ``None``: the given inputs themselves (every sample of the call); ``[]``:
+            none (the zero baseline, with a note in ``extras["baseline_note"]``).
         settings: other method settings (e.g. ``precision``), passed to the methods that take
             them; a setting that no method takes is an error naming the closest one.
 
@@ -194,7 +195,8 @@ def explain(
             f"sample_ids has {len(ids)} ids for a batch of {batch.batch_size}; give one per sample"
         )
     seeds = row_seeds(seed, ids)
-    rows = batch if background is None else as_inputs(m, background)
+    no_rows = isinstance(background, (list, tuple)) and not background
+    rows = batch if background is None else None if no_rows else as_inputs(m, background)
     instances = _resolve_auto_layer(m, batch, instances)
     targets = _targets(m, batch, target)
     families: dict[Callable[..., Any], list[int]] = {}

@@ -227,6 +227,10 @@ def run_explain(
     _methods(opts, opts.layer)
     if opts.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {opts.batch_size}")
+    if opts.n_background < 0:
+        raise UsageError(
+            f"--n-background must be >= 0, got {opts.n_background} (below 2: the zero baseline)"
+        )
     if not samples:
         raise UsageError("no images to explain: pass IMAGE paths or --data MANIFEST")
     if opts.out.exists() and not opts.out.is_dir():
@@ -336,7 +340,8 @@ class _Run:
     summary: dict[str, Any]
     done: set[tuple[str, str, str]]
     samples: Sequence[Sample] = ()
-    _background: dict[str, Tensor] = field(default_factory=dict)
+    _background: dict[str, Tensor | None] = field(default_factory=dict)
+    _background_ids: list[str] | None = None
 
     def group(self, samples: Sequence[Sample]) -> dict[str, str]:
         """Explain a group of samples with every model; returns failed sample id -> reason."""
@@ -445,6 +450,11 @@ class _Run:
         request = resume_request(sample, model, self.opts.target)
         if self.opts.settings:  # another ig(steps=...) recomputes
             request["settings"] = self.opts.settings
+        run_methods = _methods(self.opts, None)
+        if any(m.draws_at_random for m in run_methods):  # another --seed recomputes
+            request["seed"] = self.opts.seed
+        if _uses_background(run_methods):  # another background set recomputes
+            request["background"] = self.background_ids()
         old = next(
             (
                 r
@@ -482,7 +492,7 @@ class _Run:
             batch_size=self.opts.batch_size,
             seed=self.opts.seed,
             sample_ids=[t.sample.id for t in items],
-            background=self.background(model) if _uses_background(methods) else None,
+            background=self._background_for(model, methods),
         )
         opposite = opposites(exps)
         flipped = is_lowering(model, target)
@@ -493,29 +503,47 @@ class _Run:
             done[item.sample.id] = self.write(model, item, i, exps, opposite, flipped, shown)
         return done
 
-    def background(self, model: Model) -> Tensor:
-        """The rows baselines are drawn from (expected gradients), the same for every batch:
-        up to ``--n-background`` of the run's samples (seeded by ``--seed``), preprocessed as
-        ``model`` takes them, decoded once per model. Undecodable ones are skipped."""
+    def background_ids(self) -> list[str]:
+        """The samples baselines are drawn from (expected gradients), the same for every batch
+        and model: up to ``--n-background`` of the run's samples, picked by ``--seed``;
+        undecodable ones are skipped. A resumed run with other samples picks other rows, so
+        the ids are part of each result's request (a changed background recomputes)."""
         import random
 
-        import torch
+        if self._background_ids is None:
+            pool = list(self.samples)
+            random.Random(self.opts.seed).shuffle(pool)
+            ids: list[str] = []
+            for s in pool:
+                if len(ids) >= self.opts.n_background:
+                    break
+                try:
+                    _decode(s.image_path, "minmax")
+                except Exception:  # an undecodable image fails as a sample, not as a baseline
+                    continue
+                ids.append(s.id)
+            self._background_ids = ids
+        return self._background_ids
 
-        if model.name in self._background:
-            return self._background[model.name]
-        pool = list(self.samples)
-        random.Random(self.opts.seed).shuffle(pool)
-        images: list[Any] = []
-        for s in pool:
-            if len(images) >= self.opts.n_background:
-                break
-            try:
-                images.append(_decode(s.image_path, model.preprocess.bit_depth).image)
-            except Exception:  # an undecodable image fails as a sample, not as a baseline
-                continue
-        rows = model.preprocess(images) if images else torch.zeros(0)
-        self._background[model.name] = rows
-        return rows
+    def _background_for(self, model: Model, methods: Sequence[Method]) -> Any:
+        """``seewhy.explain``'s ``background``: the run's rows, ``[]`` for none (the zero
+        baseline, said in a note), ``None`` when no method draws baselines from data."""
+        if not _uses_background(methods):
+            return None
+        rows = self.background(model)
+        return [] if rows is None else rows
+
+    def background(self, model: Model) -> Tensor | None:
+        """The background rows as ``model`` takes them (decoded once per model); ``None`` when
+        there are none (the methods then use the zero baseline, and say so)."""
+        if model.name not in self._background:
+            by_id = {s.id: s for s in self.samples}
+            images = [
+                _decode(by_id[i].image_path, model.preprocess.bit_depth).image
+                for i in self.background_ids()
+            ]
+            self._background[model.name] = model.preprocess(images) if images else None
+        return self._background[model.name]
 
     def write(
         self,
@@ -544,10 +572,16 @@ class _Run:
         for e, other in zip(exps, opposite, strict=True):
             heat = e.map[i].cpu().numpy().astype(np.float32)
             other_heat = None if other is None else other[i].cpu().numpy().astype(np.float32)
-            details = _details(model, e, lines, explained, one_map_note(model, e.method))
-            attributions.append(
-                self.draw(model, item.sample, e, heat, other_heat, flipped, shown, details)
-            )
+            notes = [
+                n
+                for n in (one_map_note(model, e.method), e.extras.get("baseline_note"))
+                if isinstance(n, str) and n
+            ]
+            details = _details(model, e, lines, explained, notes)
+            entry = self.draw(model, item.sample, e, heat, other_heat, flipped, shown, details)
+            if notes:  # what the user asked for was replaced (a fallback baseline ...)
+                entry["notes"] = notes
+            attributions.append(entry)
             maps[e.method] = heat
         entry = self.record(model, item, pred, explained, attributions)
         return entry, maps
@@ -642,7 +676,7 @@ def _true_class(model: Model, sample: Sample) -> int:
 
 
 def _details(
-    model: Model, e: Explanation, lines: list[str], explained: str, note: str | None = None
+    model: Model, e: Explanation, lines: list[str], explained: str, notes: Sequence[str] = ()
 ) -> list[str]:
     meta = [
         f"recorded {k}: {v}"
@@ -655,7 +689,7 @@ def _details(
         *[f"  {line}" for line in lines],
         f"explained: {explained}",
         f"method: {e.method}" + (f"   layer: {e.layer}" if e.layer else ""),
-        *([note] if note else []),
+        *notes,
         *meta[:4],
     ]
 

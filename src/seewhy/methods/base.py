@@ -35,7 +35,9 @@ class Method:
       only the activations (EigenCAM) gives the same map for every class and for ``value`` and
       ``-value``, so callers draw it once instead of contrasting it with itself;
     - ``uses_background``: whether it draws baselines from data (``background`` below), so a
-      run prepares that set once.
+      run prepares that set once;
+    - ``draws_at_random``: whether it draws anything at random (noise, baselines, masks), so
+      its result depends on the seed.
 
     ``batch_size`` is not a setting but a call argument: the largest batch that ANY forward
     pass of the call sends to the model (the batch itself is split into chunks of that size;
@@ -59,6 +61,7 @@ class Method:
     signed: ClassVar[bool] = False
     depends_on_target: ClassVar[bool] = True
     uses_background: ClassVar[bool] = False
+    draws_at_random: ClassVar[bool] = False
 
     def params(self) -> dict[str, Any]:
         """The settings as they go to summary.json."""

@@ -578,6 +578,8 @@ class SmoothGrad(GradientMethod):
     samples: int = 50
     noise: float = 0.15
 
+    draws_at_random: ClassVar[bool] = True
+
     def __post_init__(self) -> None:
         import math
 
@@ -661,6 +663,7 @@ class ExpectedGradients(GradientMethod):
 
     signed: ClassVar[bool] = True
     uses_background: ClassVar[bool] = True
+    draws_at_random: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_int(self.samples, "expected-gradients samples", 1, "e.g. shap(samples=50)")

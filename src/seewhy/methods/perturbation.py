@@ -32,7 +32,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from seewhy.core.engine import PRECISIONS, ForwardEngine
 from seewhy.core.errors import MethodNotApplicableError, UsageError
@@ -342,7 +342,7 @@ class RISE(PerturbationMethod):
     upsampled bilinearly to ``(grid + 1) * cell`` per side (``cell = ceil(H / grid)``, and
     likewise for ``W``; ``H + cell`` when ``grid`` divides ``H``) and cropped to ``H x W`` at a
     random shift in ``[0, cell)`` per side: the paper's construction. The model runs on
-    ``x * M_k`` and the saliency is ``sum_k s_k M_k / (masks * p)``.
+    ``x * M_k`` and the saliency is ``sum_k s_k M_k / sum_k M_k`` (see the deviations below).
 
     The score ``s_k`` of the target (the column and sign resolved on the clean input):
 
@@ -352,7 +352,7 @@ class RISE(PerturbationMethod):
       (the negative class of a binary classifier is ``sigmoid(-logit)``);
     - regression (deviation from the paper, which has probabilities only): the signed raw
       output, centred on its mean over the sample's masks: ``sum_k (s_k - mean(s)) M_k /
-      (masks * p)``, about ``E[s | pixel kept] - E[s]``. The map is then signed (positive:
+      sum_k M_k = E[s | pixel kept] - E[s]``. The map is then signed (positive:
       keeping the pixel raises the target), independent of the output's offset (a price in
       the hundreds of thousands does not swamp it), and the map of ``-value`` is exactly the
       negation of ``value``'s: no ``extras["opposite"]`` is needed, figures draw it diverging.
@@ -371,7 +371,11 @@ class RISE(PerturbationMethod):
     Deviations from the paper's code: the upsampling clamps at the grid's edge (the paper's
     ``skimage.transform.resize(mode="reflect")`` mirrors), and the masks multiply the image in
     the model's normalised input space (the paper's code does the same), so a removed pixel is
-    zero there: the dataset mean colour.
+    zero there: the dataset mean colour. And the weighted sum is divided by each pixel's own
+    coverage ``sum_k M_k`` (the paper: by ``masks * p``, its expectation), so the map is
+    ``E[s | pixel kept]`` exactly: a model that ignores its input gets a flat map, where the
+    paper's estimate draws the masks' random coverage pattern, and two models explained with
+    the same seeds would "agree" through that pattern alone.
 
     Args:
         masks: the number of random masks per image (the paper: 4000 for ResNet-50, 8000 for
@@ -388,6 +392,8 @@ class RISE(PerturbationMethod):
     masks: int = 2000
     grid: int = 7
     p: float = 0.5
+
+    draws_at_random: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_int(self.masks, "masks", "rise")
@@ -454,15 +460,16 @@ class RISE(PerturbationMethod):
             s = _score(out, columns[sample], signs[sample], kind)
             m = made.pop(start)
             saliency.index_add_(0, sample, (s - shift[sample])[:, None, None] * m)
-            if kind == "value":
-                coverage.index_add_(0, sample, m)
+            coverage.index_add_(0, sample, m)
             return s
 
         engine = run.engine(self.precision)
         scores = engine.map(b * n, masked, accumulate).view(b, n)
         if kind == "value":
             saliency = saliency - (scores.mean(dim=1) - shift)[:, None, None] * coverage
-        saliency = (saliency / (n * self.p)).float()
+        # E[s | pixel kept]: each pixel's weighted sum over the masks that kept it, divided by
+        # how much they kept it (the paper divides by masks * p, the expected coverage).
+        saliency = (saliency / coverage.clamp_min(torch.finfo(torch.float32).tiny)).float()
         signed = kind == "value"
         params = self.params() | {
             "cell": list(cell),
