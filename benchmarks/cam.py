@@ -466,7 +466,12 @@ def main() -> None:
     body = text + "\n\n" + "\n".join(checks) + "\n"
     if note:
         body += "\n" + note + "\n"
-    (HERE / "RESULTS.md").write_text(header + body)
+    path = HERE / "RESULTS.md"
+    # benchmarks/gradients.py keeps its own section (between its markers): carry it over.
+    old = path.read_text() if path.exists() else ""
+    begin, end = "<!-- gradients:begin -->", "<!-- gradients:end -->"
+    kept = old[old.index(begin) : old.index(end) + len(end)] if begin in old and end in old else ""
+    path.write_text(header + body + ("\n" + kept + "\n" if kept else ""))
 
 
 if __name__ == "__main__":
