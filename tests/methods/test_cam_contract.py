@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from model_state import assert_same, snapshot
 from seewhy import explain
 from seewhy.core.errors import LayerError, MethodNotApplicableError
 from seewhy.core.targets import ClassTarget
@@ -79,36 +80,14 @@ def test_five_gradient_cams_share_one_backward(
     assert len(calls) == 1
 
 
-def _snapshot(model: nn.Module) -> dict[str, object]:
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "training": [m.training for m in model.modules()],
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grad": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-    }
-
-
-def _same(a: dict[str, object], b: dict[str, object]) -> None:
-    sa, sb = a["state"], b["state"]
-    assert isinstance(sa, dict) and isinstance(sb, dict) and sa.keys() == sb.keys()
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
-    assert a["training"] == b["training"]
-    assert a["requires_grad"] == b["requires_grad"]
-    ga, gb = a["grad"], b["grad"]
-    assert isinstance(ga, list) and isinstance(gb, list)
-    for x, y in zip(ga, gb, strict=True):
-        assert (x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
-
-
 @pytest.mark.parametrize("method", available_methods())
 def test_model_left_as_found(small_cnn: nn.Module, images: torch.Tensor, method: str) -> None:
     model = small_cnn.train()  # handed over in training mode, with mixed flags and a .grad
     model.features[0].weight.requires_grad_(False)
     model.fc.weight.grad = torch.ones_like(model.fc.weight)
-    before = _snapshot(model)
+    before = snapshot(model)
     e = create_method(method, layer="features", **EXACT)(model, images, "pred")
-    _same(before, _snapshot(model))
+    assert_same(before, snapshot(model))
     assert _hooks(model) == 0
     # and the explanation was taken in eval mode: equal to one from the model in eval mode
     ref = create_method(method, layer="features", **EXACT)(model.eval(), images, "pred")
@@ -130,11 +109,11 @@ class Exploding(nn.Module):
 def test_no_hook_left_and_state_restored_after_an_exception(method: str, layer: str) -> None:
     model = Exploding().train()  # handed over in training mode, one parameter frozen
     model.conv.bias.requires_grad_(False)
-    before = _snapshot(model)
+    before = snapshot(model)
     with pytest.raises(RuntimeError, match="boom"):  # "auto" fails in its dry run already
         create_method(method, layer=layer)(model, torch.randn(1, 3, 8, 8), 0)
     assert _hooks(model) == 0
-    _same(before, _snapshot(model))
+    assert_same(before, snapshot(model))
     assert model.training and model.conv.weight.requires_grad
 
 
@@ -145,9 +124,9 @@ def test_auto_layer_leaves_a_training_model_as_found(
     model = small_cnn.train()
     model.fc.bias.requires_grad_(False)
     model.features[0].weight.grad = torch.full_like(model.features[0].weight, 2.0)
-    before = _snapshot(model)
+    before = snapshot(model)
     exps = explain(model, images, CAMS, target="all")
-    _same(before, _snapshot(model))
+    assert_same(before, snapshot(model))
     assert _hooks(model) == 0 and {e.layer for e in exps} == {"features"}
 
 
@@ -232,9 +211,9 @@ def test_half_precision_models_give_float32_maps_for_every_cam(
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     refs = explain(small_cnn, x, CAMS, target=0, **EXACT)
     half = copy.deepcopy(small_cnn).to(dtype)
-    before = _snapshot(half)
+    before = snapshot(half)
     lows = explain(half, x, CAMS, target=0)  # a float32 batch: cast to the model's dtype
-    _same(before, _snapshot(half))
+    assert_same(before, snapshot(half))
     assert all(p.dtype == dtype for p in half.parameters()) and _hooks(half) == 0
     for ref, low in zip(refs, lows, strict=True):
         assert low.method == ref.method

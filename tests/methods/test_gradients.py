@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 import seewhy.methods.gradients as gradients
+from model_state import assert_same, snapshot
 from seewhy import explain
 from seewhy.core.errors import UsageError
 from seewhy.core.model import Model
@@ -515,24 +516,6 @@ def test_target_all_gives_one_explanation_per_class() -> None:
 # -- the model left as found; TorchScript ----------------------------------------------------------
 
 
-def _snapshot(model: nn.Module) -> dict[str, Any]:
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "training": [m.training for m in model.modules()],
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grad": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-    }
-
-
-def _same(a: dict[str, Any], b: dict[str, Any]) -> None:
-    assert a["state"].keys() == b["state"].keys()
-    for k in a["state"]:
-        assert torch.equal(a["state"][k], b["state"][k]), k
-    assert a["training"] == b["training"] and a["requires_grad"] == b["requires_grad"]
-    for p, q in zip(a["grad"], b["grad"], strict=True):
-        assert (p is None and q is None) or (p is not None and q is not None and torch.equal(p, q))
-
-
 class FailsOnCall(nn.Module):
     """A CNN with batch-norm and dropout that raises on its ``n``-th forward."""
 
@@ -564,10 +547,10 @@ def test_model_left_as_found_after_success_and_after_an_error(method: str) -> No
     torch.manual_seed(0)
     model = _handed_over(FailsOnCall(n=10**9))
     x, bg = _images(3), _images(2, seed=2)
-    before = _snapshot(model)
+    before = snapshot(model)
     settings = {"steps": 6, "samples": 6}
     e = create_method(method, **settings)(model, x, "pred", background=bg, batch_size=4)
-    _same(before, _snapshot(model))
+    assert_same(before, snapshot(model))
     # taken in eval mode: equal to the explanation of a copy in eval mode
     ref = create_method(method, **settings)(copy.deepcopy(model).eval(), x, "pred", background=bg)
     torch.testing.assert_close(e.raw["image"], ref.raw["image"], atol=1e-6, rtol=1e-5)
@@ -576,7 +559,7 @@ def test_model_left_as_found_after_success_and_after_an_error(method: str) -> No
         model.n = 1  # these have only the clean pass
     with pytest.raises(RuntimeError, match="boom"):
         create_method(method, **settings)(model, x, "pred", background=bg, batch_size=2)
-    _same(before, _snapshot(model))
+    assert_same(before, snapshot(model))
     assert model.training and model.conv.weight.requires_grad
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import seewhy.methods.perturbation as perturbation
+from model_state import assert_same, snapshot
 from seewhy import explain
 from seewhy.core import engine as engine_module
 from seewhy.core.errors import MethodNotApplicableError, UsageError
@@ -460,28 +461,6 @@ def test_rise_reads_the_class_picked_on_the_clean_input() -> None:
 # -- the model left as found -----------------------------------------------------------------
 
 
-def _snapshot(model: nn.Module) -> dict[str, object]:
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "training": [m.training for m in model.modules()],
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grad": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-    }
-
-
-def _same(a: dict[str, object], b: dict[str, object]) -> None:
-    sa, sb = a["state"], b["state"]
-    assert isinstance(sa, dict) and isinstance(sb, dict) and sa.keys() == sb.keys()
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
-    assert a["training"] == b["training"]
-    assert a["requires_grad"] == b["requires_grad"]
-    ga, gb = a["grad"], b["grad"]
-    assert isinstance(ga, list) and isinstance(gb, list)
-    for x, y in zip(ga, gb, strict=True):
-        assert (x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
-
-
 SPECS = ["occlusion(window=8,stride=4)", "rise(masks=32,grid=4)"]
 
 
@@ -490,9 +469,9 @@ def test_model_left_as_found(small_cnn: nn.Module) -> None:
     model.features[0].weight.requires_grad_(False)
     model.fc.weight.grad = torch.ones_like(model.fc.weight)
     x = torch.randn(2, 3, 16, 16, generator=GEN(12))
-    before = _snapshot(model)
+    before = snapshot(model)
     got = explain(model, x, SPECS, batch_size=7)
-    _same(before, _snapshot(model))
+    assert_same(before, snapshot(model))
     assert model.training
     # and taken in eval mode: equal to the maps of the model in eval mode
     ref = explain(model.eval(), x, SPECS, batch_size=7)
@@ -523,12 +502,12 @@ def test_model_left_as_found_when_it_raises_mid_run(spec: str) -> None:
     model = RaisesMidRun().train()
     model.conv.bias.requires_grad_(False)
     model.fc.weight.grad = torch.full_like(model.fc.weight, 3.0)
-    before = _snapshot(model)
+    before = snapshot(model)
     RaisesMidRun.calls.clear()
     with pytest.raises(RuntimeError, match="boom mid-run"):
         explain(model, torch.randn(2, 3, 16, 16, generator=GEN(13)), [spec])
     assert len(RaisesMidRun.calls) >= 2  # the clean pass ran; a perturbed forward raised
-    _same(before, _snapshot(model))
+    assert_same(before, snapshot(model))
     assert model.training and model.conv.weight.requires_grad
 
 

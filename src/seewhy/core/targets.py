@@ -311,6 +311,21 @@ class ResolvedTarget(Target):
         self._fit(output)
         return self
 
+    @staticmethod
+    def cat(parts: Sequence[ResolvedTarget]) -> ResolvedTarget:
+        """The targets resolved on consecutive chunks of one batch, joined."""
+        import torch
+
+        if len(parts) == 1:
+            return parts[0]
+        return dataclasses.replace(
+            parts[0],
+            class_indices=torch.cat([t.class_indices for t in parts]),
+            output_columns=torch.cat([t.output_columns for t in parts]),
+            output_signs=torch.cat([t.output_signs for t in parts]),
+            values=torch.cat([t.values for t in parts]),
+        )
+
     def rows(self, index: slice | Tensor) -> ResolvedTarget:
         return self._map(lambda t: t[index])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -450,10 +451,9 @@ class _Run:
         request = resume_request(sample, model, self.opts.target)
         if self.opts.settings:  # another ig(steps=...) recomputes
             request["settings"] = self.opts.settings
-        run_methods = _methods(self.opts, None)
-        if any(m.draws_at_random for m in run_methods):  # another --seed recomputes
+        if self.draws_at_random:  # another --seed recomputes
             request["seed"] = self.opts.seed
-        if _uses_background(run_methods):  # another background set recomputes
+        if self.uses_background:  # another background set recomputes
             request["background"] = self.background_ids()
         old = next(
             (
@@ -502,6 +502,16 @@ class _Run:
             shown = _Shown(np.asarray(model.preprocess.frame(d.image)), d.grayscale)
             done[item.sample.id] = self.write(model, item, i, exps, opposite, flipped, shown)
         return done
+
+    @functools.cached_property
+    def draws_at_random(self) -> bool:
+        """Whether a method of the run draws at random (its results depend on --seed)."""
+        return any(m.draws_at_random for m in _methods(self.opts, None))
+
+    @functools.cached_property
+    def uses_background(self) -> bool:
+        """Whether a method of the run draws baselines from the run's samples."""
+        return _uses_background(_methods(self.opts, None))
 
     def background_ids(self) -> list[str]:
         """The samples baselines are drawn from (expected gradients), the same for every batch

@@ -105,20 +105,13 @@ class LayerPass:
             return parts[0]
         first = parts[0]
         grads = [p.gradients for p in parts]
-        targets = [p.target for p in parts]
         return LayerPass(
             layer=first.layer,
             inputs=Inputs.cat([p.inputs for p in parts]),
             activations=torch.cat([p.activations for p in parts]),
             gradients=None if any(g is None for g in grads) else torch.cat(grads),  # type: ignore[arg-type]
             output=torch.cat([p.output for p in parts]),
-            target=dataclasses.replace(
-                targets[0],
-                class_indices=torch.cat([t.class_indices for t in targets]),
-                output_columns=torch.cat([t.output_columns for t in targets]),
-                output_signs=torch.cat([t.output_signs for t in targets]),
-                values=torch.cat([t.values for t in targets]),
-            ),
+            target=ResolvedTarget.cat([p.target for p in parts]),
             calls=max(p.calls for p in parts),
         )
 

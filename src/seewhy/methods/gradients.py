@@ -225,17 +225,9 @@ def _clean_pass(
                 resolved = part_target.resolve(out)
         outs.append(out.detach().float())
         targets.append(resolved)
-    first = targets[0]
-    resolved = dataclasses.replace(
-        first,
-        class_indices=torch.cat([t.class_indices for t in targets]),
-        output_columns=torch.cat([t.output_columns for t in targets]),
-        output_signs=torch.cat([t.output_signs for t in targets]),
-        values=torch.cat([t.values for t in targets]),
-    )
     return (
         torch.cat(outs),
-        resolved,
+        ResolvedTarget.cat(targets),
         {n: torch.cat(v) for n, v in grads.items()} if gradients else None,
     )
 

@@ -86,6 +86,24 @@ class CleanPass:
     batch_size: int
     engines: dict[str, ForwardEngine] = dataclasses.field(default_factory=dict)
 
+    def explanation(
+        self, method: Method, attribution: Tensor, signed: bool, params: dict[str, Any]
+    ) -> Explanation:
+        """A method's explanation of this batch from its map ``[B, H, W]``; ``raw`` holds the
+        map repeated over the image's channels (every channel of a pixel is perturbed alike)."""
+        b, c, h, w = self.inputs.image.shape
+        return Explanation(
+            method=method.name,
+            attributions={"image": attribution},
+            target=self.target.name,
+            params=method.params() | params,
+            output=self.output,
+            target_indices=self.target.class_indices,
+            signed=signed,
+            raw={"image": attribution[:, None].expand(b, c, h, w).contiguous()},
+            input_signed={"image": signed},
+        )
+
     def engine(self, precision: str) -> ForwardEngine:
         """The forward engine for ``precision`` (one private model copy per call and
         precision), with the clean output as the output its folded copy must reproduce."""
@@ -245,7 +263,7 @@ class Occlusion(PerturbationMethod):
         x = run.inputs
         image = x.image
         device = image.device
-        b, c, h, w = (int(v) for v in image.shape)
+        b, _, h, w = (int(v) for v in image.shape)
         window, stride = self.geometry(h, w)
         tops = _starts(h, window, stride, device)
         lefts = _starts(w, window, stride, device)
@@ -287,24 +305,14 @@ class Occlusion(PerturbationMethod):
         total = torch.einsum("bij,iy,jx->byx", change, cover_rows.float(), cover_cols.float())
         counts = cover_rows.sum(0).float()[:, None] * cover_cols.sum(0).float()[None, :]
         attribution = (total / counts).float()
-        params = self.params() | {
+        params = {
             "window": window,
             "stride": stride,
             "windows": windows,
             "forwards_per_image": windows + 1 + extra,
             "forward_dtype": engine.forward_dtype,
         }
-        return Explanation(
-            method=self.name,
-            attributions={"image": attribution},
-            target=run.target.name,
-            params=params,
-            output=run.output,
-            target_indices=run.target.class_indices,
-            signed=True,
-            raw={"image": attribution[:, None].expand(b, c, h, w).contiguous()},
-            input_signed={"image": True},
-        )
+        return run.explanation(self, attribution, True, params)
 
 
 def rise_masks(
@@ -432,7 +440,7 @@ class RISE(PerturbationMethod):
         x = run.inputs
         image = x.image
         device = image.device
-        b, c, h, w = (int(v) for v in image.shape)
+        b, _, h, w = (int(v) for v in image.shape)
         n = self.masks
         cell = (math.ceil(h / self.grid), math.ceil(w / self.grid))
         drawn = [self.draws(seed, cell) for seed in run.seeds]
@@ -471,23 +479,13 @@ class RISE(PerturbationMethod):
         # how much they kept it (the paper divides by masks * p, the expected coverage).
         saliency = (saliency / coverage.clamp_min(torch.finfo(torch.float32).tiny)).float()
         signed = kind == "value"
-        params = self.params() | {
+        params = {
             "cell": list(cell),
             "score": kind,
             "forwards_per_image": n + 1,
             "forward_dtype": engine.forward_dtype,
         }
-        return Explanation(
-            method=self.name,
-            attributions={"image": saliency},
-            target=run.target.name,
-            params=params,
-            output=run.output,
-            target_indices=run.target.class_indices,
-            signed=signed,
-            raw={"image": saliency[:, None].expand(b, c, h, w).contiguous()},
-            input_signed={"image": signed},
-        )
+        return run.explanation(self, saliency, signed, params)
 
 
 def _score(out: Tensor, columns: Tensor, signs: Tensor, kind: str) -> Tensor:
