@@ -89,12 +89,30 @@ def forward_floor(
 
 
 def interpolated(x: torch.Tensor, steps: int) -> Callable[[int, int], torch.Tensor]:
-    """Rows (image, step) flattened: the IG path points of each image, built per chunk."""
-    alphas = torch.linspace(0, 1, steps)
+    """Rows (image, step) flattened: the IG path points of each image from the zero baseline
+    at the Gauss-Legendre nodes seewhy's ig uses (the same inputs: the cost of a forward
+    depends a little on the values, e.g. near-zero points), built per chunk."""
+    from seewhy.methods.gradients import quadrature
+
+    alphas = torch.tensor(quadrature("gauss-legendre", steps)[0])
 
     def rows(start: int, stop: int) -> torch.Tensor:
         idx = torch.arange(start, stop)
         return x[idx // steps] * alphas[idx % steps].view(-1, 1, 1, 1)
+
+    return rows
+
+
+def noisy(x: torch.Tensor, samples: int, noise: float = 0.15) -> Callable[[int, int], torch.Tensor]:
+    """Rows (image, copy) flattened: SmoothGrad's noisy copies ``x + N(0, sigma^2)``, ``sigma``
+    = ``noise`` x each image's value range, the noise drawn per chunk as seewhy draws it."""
+    sigma = noise * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
+    g = torch.Generator().manual_seed(0)
+
+    def rows(start: int, stop: int) -> torch.Tensor:
+        idx = torch.arange(start, stop) // samples
+        eps = torch.randn((len(idx), *x.shape[1:]), generator=g)
+        return x[idx] + sigma[idx].view(-1, 1, 1, 1) * eps
 
     return rows
 
@@ -139,6 +157,15 @@ def gradient_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str]]
             x, target=cls, n_steps=steps, method="gausslegendre", internal_batch_size=bs
         ),
     }
+    from seewhy.core.engine import bf16_native
+
+    bf16_note = False
+    if bf16_native(torch.device("cpu")):
+        contenders[f"seewhy ig(steps={steps},precision=bfloat16)"] = lambda: seewhy.explain(
+            model, x, [f"ig(steps={steps},precision=bfloat16)"], target=cls, batch_size=bs
+        )
+    else:
+        bf16_note = True
     if len(x) == 1 or args.side <= 64:  # captum's default: every step in one batch
         contenders["captum IG default (one batch)"] = lambda: ig.attribute(
             x, target=cls, n_steps=steps, method="gausslegendre"
@@ -149,10 +176,18 @@ def gradient_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str]]
         for k, v in t.items()
     ]
 
-    noisy = interpolated(x, steps)  # the same number of rows as SmoothGrad's noisy copies
+    if bf16_note:
+        out.append(
+            (
+                f"{args.model} ig, {len(x)} image(s)",
+                "seewhy ig precision=bfloat16",
+                math.nan,
+                "not run: this CPU does not compute bfloat16 natively (refused there)",
+            )
+        )
     t = measure(
         {
-            "floor": grad_floor(model, noisy, n, bs),
+            "floor": grad_floor(model, noisy(x, steps), n, bs),
             f"seewhy smoothgrad(samples={steps})": lambda: seewhy.explain(
                 model, x, [f"smoothgrad(samples={steps})"], target=cls, batch_size=bs
             ),

@@ -134,7 +134,12 @@ def test_registered_with_aliases_and_one_family() -> None:
     assert {m for m in METHODS if method_class(m).signed} == SIGNED
     assert ExpectedGradients.uses_background and not IntegratedGradients.uses_background
     ig = create_method("ig", steps=32, rule="riemann-middle", layer="ignored")
-    assert ig.params() == {"steps": 32, "baseline": "zeros", "rule": "riemann-middle"}
+    assert ig.params() == {
+        "steps": 32,
+        "baseline": "zeros",
+        "rule": "riemann-middle",
+        "precision": "float32",
+    }
 
 
 @pytest.mark.parametrize(
