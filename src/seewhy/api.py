@@ -51,8 +51,10 @@ def as_inputs(model: Model, inputs: Any) -> Inputs:
     or image paths / PIL images (decoded robustly, preprocessed as the model's card says)."""
     import torch
 
-    if isinstance(inputs, (Inputs, Mapping)):
-        batch = model.to_input(Inputs.of(inputs))
+    if isinstance(inputs, Inputs):
+        batch = model.to_input(inputs)
+    elif isinstance(inputs, Mapping):
+        batch = model.to_input(_named(model, inputs))
     elif isinstance(inputs, torch.Tensor):
         batch = model.to_input(_image_batch(inputs))
     else:
@@ -70,6 +72,55 @@ def as_inputs(model: Model, inputs: Any) -> Inputs:
     if batch.batch_size == 0:
         raise UsageError("no inputs to explain: the batch is empty")
     return batch
+
+
+def _named(model: Model, inputs: Mapping[str, Any]) -> Inputs:
+    """Named inputs: ``image`` (a tensor, or image paths / PIL images), ``text`` (strings,
+    tokenized as the card says), ``tabular`` (a normalised tensor ``[B, F]``, or rows of raw
+    values: mappings by column or lists in the card's column order), and any other tensors
+    (token ids ...) as they are."""
+    import torch
+
+    out: dict[str, Tensor] = {}
+    for name, value in inputs.items():
+        if name == "image" and not isinstance(value, torch.Tensor):
+            out[name] = as_inputs(model, value).image
+        elif name == "image":
+            out[name] = _image_batch(value)
+        elif name == "text" and not isinstance(value, torch.Tensor):
+            if model.text is None:
+                raise UsageError(
+                    f"model '{model.name}' takes no text: its card has no [inputs] text table "
+                    "(args, tokenizer, max_length)"
+                )
+            texts = [value] if isinstance(value, str) else list(value)
+            entries, truncated = model.text.encode(texts)
+            if any(truncated):
+                import warnings
+
+                rows = [i for i, t in enumerate(truncated) if t]
+                warnings.warn(
+                    f"texts {rows} are longer than max_length={model.text.max_length} tokens "
+                    "and were truncated",
+                    stacklevel=3,
+                )
+            out.update(entries)
+        elif name == "tabular" and not isinstance(value, torch.Tensor):
+            if model.tabular is None:
+                raise UsageError(
+                    f"model '{model.name}' takes no tabular features: its card has no "
+                    "[inputs] tabular table (arg, columns, mean, std)"
+                )
+            rows = value.to_dict("records") if hasattr(value, "to_dict") else list(value)
+            out[name] = model.tabular.encode(rows)
+        elif isinstance(value, torch.Tensor):
+            out[name] = value
+        else:
+            raise UsageError(
+                f"input '{name}' is a {type(value).__name__}; give a tensor (or strings for "
+                "'text', rows for 'tabular', images for 'image')"
+            )
+    return Inputs(out)
 
 
 def _image_batch(x: Tensor) -> Tensor:

@@ -118,6 +118,13 @@ def explain(
     target_col: Annotated[
         str | None, typer.Option(help="Manifest column with the true label (for --target true).")
     ] = None,
+    text: Annotated[
+        str | None,
+        typer.Option(help="The text every IMAGE goes with, for image+text models."),
+    ] = None,
+    text_col: Annotated[
+        str | None, typer.Option(help="Manifest column with each sample's text.")
+    ] = None,
     checkpoint: Annotated[
         str | None, typer.Option(help="Checkpoint for a single arch-string model.")
     ] = None,
@@ -139,6 +146,8 @@ def explain(
       seewhy explain xray1.png -m timm:resnet50 --checkpoint best.pth --labels normal,fracture
       seewhy explain --data cases.csv --sample 20 --seed 1 -m convnext.toml --out review
       seewhy explain data/test --sample 10 -m best.toml --target true
+      seewhy explain scan.png --text "fracture of the left wrist" -m imgtext.toml --method ig,shap
+      seewhy explain --data houses.csv --text-col caption -m fusion.toml --method ig
     """
 
     def work() -> int:
@@ -149,12 +158,15 @@ def explain(
 
         if images and data:
             raise _usage("give IMAGE paths or --data MANIFEST, not both")
+        if text is not None and text_col is not None:
+            raise _usage("give --text (one text for every image) or --text-col, not both")
         samples = (
             from_manifest(
                 data,
                 id_col=id_col,
                 image_col=image_col,
                 target_col=target_col,
+                text_col=text_col,
                 sample=sample,
                 seed=seed,
             )
@@ -166,8 +178,13 @@ def explain(
                 id_col=id_col,
                 image_col=None if image_col == "image_path" else image_col,
                 target_col=target_col,
+                text_col=text_col,
             )
         )
+        if text is not None:
+            import dataclasses
+
+            samples = [dataclasses.replace(s, text=text) for s in samples]
         opts = ExplainOptions(
             methods=split_method_specs(method),
             n_background=n_background,

@@ -235,7 +235,9 @@ class ForwardEngine:
             with torch.inference_mode():
                 got = torch.cat(
                     [
-                        output_tensor(model.call(_channels_last(chunk), candidate)).float()
+                        output_tensor(
+                            model.call(_channels_last(chunk), candidate), model.output
+                        ).float()
                         for chunk in example.chunks(self.batch_size)
                     ]
                 )

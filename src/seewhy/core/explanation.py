@@ -58,6 +58,22 @@ class Explanation:
         """Whether input ``name``'s attribution keeps a sign."""
         return bool(self.input_signed.get(name, self.signed))
 
+    def modality_share(self) -> dict[str, Tensor]:
+        """Each attributed input's share of the total ``|attribution|`` per sample (``[B]``
+        each, summing to 1), from :attr:`raw` (else :attr:`attributions`): how much of the
+        decision the image, the text and the tabular features carry. Inputs with no
+        attribution are absent; a sample with no attribution at all gets 0 everywhere."""
+        import torch
+
+        source = self.raw if self.raw else self.attributions
+        totals = {k: v.detach().float().abs().flatten(1).sum(dim=1) for k, v in source.items()}
+        if not totals:
+            return {}
+        whole = torch.stack(list(totals.values())).sum(dim=0)
+        return {
+            k: torch.where(whole > 0, v / whole.clamp_min(1e-30), 0.0) for k, v in totals.items()
+        }
+
     @property
     def map(self) -> Tensor:
         """The image attribution map ``[B, H, W]``."""

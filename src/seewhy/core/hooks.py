@@ -176,3 +176,26 @@ def record_output_shapes(modules: Iterable[tuple[str, nn.Module]]) -> Iterator[S
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def replace_output(layer: nn.Module, name: str, value: Tensor) -> Iterator[None]:
+    """While inside, ``layer`` returns ``value`` instead of its output (text attribution: the
+    embedding layer gives the point's token embeddings). The model's forward and weights are
+    untouched; the hook is removed on exit, also on error. ``value``'s shape must match."""
+    from seewhy.core.errors import UsageError
+
+    def hook(_m: nn.Module, _args: Any, out: Any) -> Any:
+        if not hasattr(out, "shape") or tuple(out.shape) != tuple(value.shape):
+            got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
+            raise UsageError(
+                f"embedding layer '{name}' gave {got} here, not {tuple(value.shape)}; name the "
+                "layer whose output is the token embeddings [B, T, D] in [inputs] text embedding"
+            )
+        return value.to(out.dtype) if value.dtype != out.dtype else value
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

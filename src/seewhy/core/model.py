@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from seewhy.core.errors import ModelOutputError, UsageError
+from seewhy.core.hooks import capture_output, replace_output
 from seewhy.core.inputs import IMAGE, Inputs
+from seewhy.core.modalities import TEXT, Modalities, TabularSpec, TextSpec
 from seewhy.core.preprocess import Preprocess
 
 if TYPE_CHECKING:
@@ -41,7 +43,10 @@ class Model:
         preprocess: image -> tensor in the model's frame (the default: the whole image resized
             to 224 x 224, ImageNet mean and std).
         inputs: the card's ``[inputs]`` table for multimodal models (forward's argument names
-            for the image, text and tabular inputs); empty for image-only models.
+            for the image, text and tabular inputs); empty for image-only models. Parsed into
+            :attr:`modalities` (:class:`~seewhy.core.modalities.Modalities`).
+        output: which output of a tuple / dict / ``ModelOutput`` is explained (the card's
+            ``output``: an index or a name); ``None``: the first tensor, or ``logits``.
     """
 
     module: nn.Module
@@ -55,6 +60,22 @@ class Model:
     metadata: dict[str, Any] = field(default_factory=dict)
     preprocess: Preprocess = field(default_factory=Preprocess)
     inputs: dict[str, Any] = field(default_factory=dict)
+    output: str | int | None = None
+    modalities: Modalities = field(init=False, repr=False, compare=False)
+    _embedding: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.modalities = Modalities.parse(self.inputs, f"model '{self.name}'")
+
+    @property
+    def text(self) -> TextSpec | None:
+        """How the model takes text, if it does."""
+        return self.modalities.text
+
+    @property
+    def tabular(self) -> TabularSpec | None:
+        """How the model takes tabular features, if it does."""
+        return self.modalities.tabular
 
     @classmethod
     def of(cls, model: Model | nn.Module) -> Model:
@@ -97,24 +118,74 @@ class Model:
     # -- the call ---------------------------------------------------------------------------
     def argument(self, name: str) -> str:
         """The forward argument an input is passed as (the card's ``[inputs]`` table)."""
-        spec = self.inputs.get(name)
-        if isinstance(spec, str):
-            return spec
-        if isinstance(spec, dict) and isinstance(spec.get("arg"), str):
-            return str(spec["arg"])
-        return name
+        return self.modalities.argument(name)
 
     def call(self, inputs: Inputs, module: nn.Module | None = None) -> Any:
         """The module's raw output on ``inputs`` (as it is: no device move, no checks).
 
-        A one-entry batch is passed positionally (``module(x)``); several entries by keyword,
-        each under its forward argument name. ``module`` replaces :attr:`module` (the forward
-        engine's private copy).
+        A one-entry batch of an image model is passed positionally (``module(x)``); several
+        entries by keyword, each under its forward argument name. A ``text`` entry (token
+        embeddings ``[B, T, D]``) is not an argument: the text embedding layer returns it
+        instead of its own output for this call (a temporary hook). ``module`` replaces
+        :attr:`module` (the forward engine's private copy, whose module names are the same).
         """
         run = self.module if module is None else module
-        if len(inputs) == 1:
-            return run(next(iter(inputs.values())))
-        return run(**{self.argument(k): v for k, v in inputs.items()})
+        embeds = inputs.get(TEXT) if TEXT in inputs else None
+        args = {k: v for k, v in inputs.items() if k != TEXT}
+        if embeds is not None:
+            name = self.embedding_name()
+            with replace_output(dict(run.named_modules())[name], name, embeds):
+                return run(**{self.argument(k): v for k, v in args.items()})
+        if len(args) == 1 and not self.modalities.multimodal:
+            return run(next(iter(args.values())))
+        return run(**{self.argument(k): v for k, v in args.items()})
+
+    # -- text -------------------------------------------------------------------------------
+    def embedding_name(self) -> str:
+        """The text embedding layer's module name (found once, then kept)."""
+        if self.text is None:
+            raise UsageError(f"model '{self.name}' takes no text ([inputs] text in its card)")
+        if self._embedding is None:
+            self._embedding = self.text.embedding_name(self.module)
+        return self._embedding
+
+    def embed(self, inputs: Inputs) -> Tensor:
+        """The text embedding layer's output ``[B, T, D]`` on the batch's token ids (detached):
+        an ``nn.Embedding`` is called on them; another layer is read during a forward."""
+        import torch
+        from torch import nn as tnn
+
+        name = self.embedding_name()
+        layer = dict(self.module.named_modules())[name]
+        with torch.no_grad():
+            if isinstance(layer, tnn.Embedding):
+                return layer(inputs["input_ids"]).detach()
+            plain = Inputs({k: v for k, v in inputs.items() if k != TEXT})
+            with capture_output(layer, name, leaf=False) as seen:
+                self.call(plain)
+            return seen.get()
+
+    def with_text_embedding(self, inputs: Inputs) -> Inputs:
+        """The batch with its ``text`` entry (the token embeddings), if the model takes text
+        and the batch has token ids; else the batch as it is."""
+        if self.text is None or "input_ids" not in inputs or TEXT in inputs:
+            return inputs
+        return inputs.replace(**{TEXT: self.embed(inputs)})
+
+    def text_baseline(self, inputs: Inputs) -> Tensor:
+        """The text baseline ``[B, T, D]``: the [PAD] embedding at each sample's own non-special
+        positions, the sample's own embedding at special tokens and padding (which so get no
+        attribution)."""
+        import torch
+
+        if self.text is None:
+            raise UsageError(f"model '{self.name}' takes no text ([inputs] text in its card)")
+        ids = inputs["input_ids"]
+        special = self.text.special_mask(ids, inputs.get("attention_mask"))
+        padded = torch.where(special, ids, torch.full_like(ids, self.text.pad_id()))
+        return self.embed(
+            Inputs({**{k: v for k, v in inputs.items() if k != TEXT}, "input_ids": padded})
+        )
 
     def dry_run(self, inputs: Inputs) -> tuple[Tensor, Callable[[], Any]]:
         """``(image, run)`` for a layer lookup's dry run on ``inputs`` (first row only): the image
@@ -126,7 +197,7 @@ class Model:
         """The output ``[B, C]`` on ``inputs`` (already on the model's device), checked finite."""
         from seewhy.core.targets import output_tensor
 
-        out = output_tensor(self.call(Inputs.of(inputs), module))
+        out = output_tensor(self.call(Inputs.of(inputs), module), self.output)
         check_output(out)
         return out
 

@@ -27,16 +27,20 @@ if TYPE_CHECKING:
 TASKS = ("classification", "multilabel", "regression")
 
 
-def output_tensor(output: Any) -> Tensor:
+def output_tensor(output: Any, select: str | int | None = None) -> Tensor:
     """The model's output as a ``[B, C]`` tensor.
 
-    Accepts a tensor (``[B]`` becomes ``[B, 1]``), an object with ``.logits`` (Hugging Face),
-    a dict with ``logits``/``output``, or a tuple/list whose first item is the output.
+    Accepts a tensor (``[B]`` becomes ``[B, 1]``), an object with ``.logits`` (Hugging Face
+    ``ModelOutput``), a dict with ``logits``/``output``, or a tuple/list whose first tensor is
+    the output. ``select`` (the card's ``output``) picks an item instead: a name (a dict key or
+    a ``ModelOutput`` field) or an index (of a tuple/list).
     """
     import torch
 
     out = output
-    if hasattr(out, "logits"):
+    if select is not None and not isinstance(out, torch.Tensor):
+        out = _select_output(out, select)
+    elif hasattr(out, "logits"):
         out = out.logits
     elif isinstance(out, dict):
         for key in ("logits", "output", "outputs", "pred"):
@@ -46,10 +50,11 @@ def output_tensor(output: Any) -> Tensor:
         else:
             raise ModelOutputError(
                 f"the model returned a dict with keys {sorted(out)}; expected a tensor or a "
-                "'logits' key. Wrap the model so that forward returns the output tensor."
+                "'logits' key: name the output (or head) in the card, e.g. output = "
+                f'"{sorted(out)[0]}", or --target HEAD:LABEL'
             )
     elif isinstance(out, (tuple, list)) and out:
-        out = out[0]
+        out = next((v for v in out if isinstance(v, torch.Tensor)), out[0])
     if not isinstance(out, torch.Tensor):
         raise ModelOutputError(
             f"the model returned {type(output).__name__}; expected a tensor of shape [B, C]"
@@ -59,6 +64,42 @@ def output_tensor(output: Any) -> Tensor:
     elif out.ndim > 2:
         out = out.flatten(1)
     return out
+
+
+def _select_output(out: Any, select: str | int) -> Any:
+    """Item ``select`` of a tuple/list/dict/ModelOutput, or a one-line error naming the items."""
+    from seewhy.core.errors import did_you_mean
+
+    if isinstance(out, (tuple, list)):
+        index = _as_index(select)
+        if index is None or not -len(out) <= index < len(out):
+            raise ModelOutputError(
+                f"output {select!r}: the model returns a {type(out).__name__} of {len(out)} "
+                f"items; give output = 0 ... {len(out) - 1} in the card"
+            )
+        return out[index]
+    keys = list(out.keys()) if hasattr(out, "keys") else []
+    if str(select) in keys:
+        return out[str(select)]
+    index = _as_index(select)
+    if index is not None and hasattr(out, "to_tuple"):
+        items = out.to_tuple()
+        if -len(items) <= index < len(items):
+            return items[index]
+    names = ", ".join(map(str, keys)) or "none"
+    raise ModelOutputError(
+        f"output '{select}' is not among the model's outputs ({names})"
+        f"{did_you_mean(str(select), [str(k) for k in keys])} Fix output in the card."
+    )
+
+
+def _as_index(select: str | int) -> int | None:
+    if isinstance(select, int) and not isinstance(select, bool):
+        return select
+    try:
+        return int(str(select))
+    except ValueError:
+        return None
 
 
 def is_binary(output: Tensor, multilabel: bool = False) -> bool:

@@ -14,6 +14,7 @@ from seewhy.data.output import OutputFolder, done_results
 from seewhy.data.samples import Sample, unique_ids
 from seewhy.data.summary import prediction, upsert
 from seewhy.jobs.compare import compare_models
+from seewhy.jobs.multimodal import check_samples, named_batch, records, request_inputs
 from seewhy.jobs.regression import is_lowering, one_map_note, opposites, raises_and_lowers
 from seewhy.jobs.resume import request as resume_request
 
@@ -134,8 +135,9 @@ def _validate(
                 "or use seewhy.explain(..., target='all') from Python"
             )
         _check_classes(m, targets[0], opts.target, samples)
+        check_samples(m, samples, "the manifest" if any(s.row for s in samples) else "--data")
         layers[m.name] = None
-        if not cams:
+        if not cams or m.modalities.multimodal:  # a multimodal model's layer: on its batch
             continue
         for method in resolve_methods(cams, m.layer):
             try:  # what the method itself refuses (a CAM on TorchScript), before any work
@@ -341,7 +343,7 @@ class _Run:
     summary: dict[str, Any]
     done: set[tuple[str, str, str]]
     samples: Sequence[Sample] = ()
-    _background: dict[str, Tensor | None] = field(default_factory=dict)
+    _background: dict[str, Any] = field(default_factory=dict)
     _background_ids: list[str] | None = None
 
     def group(self, samples: Sequence[Sample]) -> dict[str, str]:
@@ -455,6 +457,7 @@ class _Run:
             request["seed"] = self.opts.seed
         if self.uses_background:  # another background set recomputes
             request["background"] = self.background_ids()
+        request.update(request_inputs(model, sample))  # another text recomputes
         old = next(
             (
                 r
@@ -481,7 +484,9 @@ class _Run:
         from seewhy.api import explain
 
         images = [decoded[t.sample.id, model.preprocess.bit_depth] for t in items]
-        batch = model.preprocess([d.image for d in images])
+        batch, truncated = named_batch(
+            model, model.preprocess([d.image for d in images]), [t.sample for t in items]
+        )
         target = _batch_target(model, [t.sample for t in items], self.opts.target)
         methods = _methods(self.opts, self.layers.get(model.name), items[0].methods)
         exps = explain(
@@ -500,7 +505,9 @@ class _Run:
         for i, (item, d) in enumerate(zip(items, images, strict=True)):
             # Figures show the image as the model saw it (resized, cropped): the map's frame.
             shown = _Shown(np.asarray(model.preprocess.frame(d.image)), d.grayscale)
-            done[item.sample.id] = self.write(model, item, i, exps, opposite, flipped, shown)
+            done[item.sample.id] = self.write(
+                model, item, i, exps, opposite, flipped, shown, truncated[i]
+            )
         return done
 
     @functools.cached_property
@@ -543,7 +550,7 @@ class _Run:
         rows = self.background(model)
         return [] if rows is None else rows
 
-    def background(self, model: Model) -> Tensor | None:
+    def background(self, model: Model) -> Any:
         """The background rows as ``model`` takes them (decoded once per model); ``None`` when
         there are none (the methods then use the zero baseline, and say so)."""
         if model.name not in self._background:
@@ -552,7 +559,10 @@ class _Run:
                 _decode(by_id[i].image_path, model.preprocess.bit_depth).image
                 for i in self.background_ids()
             ]
-            self._background[model.name] = model.preprocess(images) if images else None
+            rows = [by_id[i] for i in self.background_ids()]
+            self._background[model.name] = (
+                named_batch(model, model.preprocess(images), rows)[0] if images else None
+            )
         return self._background[model.name]
 
     def write(
@@ -564,6 +574,7 @@ class _Run:
         opposite: Sequence[Tensor | None],
         flipped: bool,
         shown: _Shown,
+        truncated: bool = False,
     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Row ``i`` of a batch's explanations: its maps and figures (:meth:`draw`), then its
         summary result (:meth:`record`), keeping the methods finished on an earlier run."""
@@ -589,12 +600,34 @@ class _Run:
             ]
             details = _details(model, e, lines, explained, notes)
             entry = self.draw(model, item.sample, e, heat, other_heat, flipped, shown, details)
+            entry.update(records(model, e, i, item.sample))
+            if "words" in entry:
+                entry["tokens_figure"] = self.draw_tokens(model, item.sample, e, entry["words"])
             if notes:  # what the user asked for was replaced (a fallback baseline ...)
                 entry["notes"] = notes
             attributions.append(entry)
             maps[e.method] = heat
         entry = self.record(model, item, pred, explained, attributions)
+        if model.text is not None:
+            entry["text"] = {"truncated": truncated, "max_length": model.text.max_length}
         return entry, maps
+
+    def draw_tokens(
+        self, model: Model, sample: Sample, e: Explanation, words: list[dict[str, Any]]
+    ) -> str:
+        """The token figure ``<model>__<method>__tokens.png``: the sentence with its words
+        coloured by score, and the scores as bars; returns its path in the output folder."""
+        from seewhy.render.figures import token_figure
+
+        path = self.out.figure(sample.id, model.name, e.method, suffix="__tokens")
+        sign = "red raises, blue lowers" if e.is_signed("text") else "magnitude"
+        token_figure(
+            path,
+            tokens=[w["word"] for w in words],
+            scores=[w["score"] for w in words],
+            title=f"{sample.id} · {model.name} · {e.method} · words ({sign})",
+        )
+        return self.out.rel(path)
 
     def draw(
         self,

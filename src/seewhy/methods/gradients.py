@@ -26,10 +26,19 @@ How they run (:meth:`GradientMethod.run_many`):
   ``torch.Generator`` per row, seeded with that row's seed (``seeds[i]``): a row's result does
   not depend on the batch it came in, nor on ``batch_size``.
 
-Only the ``image`` entry of the batch is attributed for now; other entries (token ids, tabular
-features) go to the model unchanged, repeated along with their row. The code loops over the
-attributed names (:data:`ATTRIBUTED`), so attributing more float entries is a matter of naming
-them and their displayed form.
+Multimodal batches. Every attributed entry of the batch (:data:`ATTRIBUTED`: ``image``
+``[B, C, H, W]``, ``text`` ``[B, T, D]``, ``tabular`` ``[B, F]``) gets its own attribution from
+the same passes: the path, noise and draws move all of them together, and the gradient is
+taken w.r.t. each. ``text`` is the text embedding layer's output on the batch's token ids
+(:meth:`~seewhy.core.model.Model.with_text_embedding`); the token ids and attention mask go
+to the model unchanged, and the embedding layer returns the point's embeddings while the model
+runs. Baselines (:meth:`GradientMethod.baselines`): zeros for the image and the tabular
+features (in the model's normalised space), the [PAD] embedding at each sample's own
+non-special positions for text (special tokens and padding keep their own embedding, so they
+get no attribution). Displayed forms: the image map ``[B, H, W]``, per-token scores ``[B, T]``
+(the sum over the embedding dimension: signed for signed methods, of ``|value|`` for unsigned
+ones) and per-feature scores ``[B, F]``. ``per_sample["tokens"]`` and ``["words"]`` list each
+sample's non-special tokens and whole words (word pieces merged) with their scores.
 
 Signs and regression targets. The signed methods (input x gradient, IG, expected gradients) keep
 the sign in their map: positive raises the explained output, negative lowers it, and figures
@@ -49,6 +58,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from seewhy.core.errors import MethodNotApplicableError, UsageError
 from seewhy.core.explanation import Explanation
 from seewhy.core.inputs import DEFAULT_BATCH_SIZE, IMAGE, Inputs, check_batch_size
+from seewhy.core.modalities import TABULAR, TEXT, token_records
 from seewhy.core.model import Model
 from seewhy.core.state import explaining
 from seewhy.core.targets import ResolvedTarget, Target
@@ -70,7 +80,7 @@ __all__ = [
     "quadrature",
 ]
 
-ATTRIBUTED: tuple[str, ...] = (IMAGE,)
+ATTRIBUTED: tuple[str, ...] = (IMAGE, TEXT, TABULAR)
 """The batch entries gradient methods attribute (the others go to the model unchanged)."""
 
 RULES = (
@@ -131,7 +141,11 @@ class _Run:
             ``None`` if no method asked for it.
         step: the largest batch a forward may send.
         seeds: one seed per row.
-        background: the rows baselines are drawn from, or ``None``.
+        background: the rows baselines are drawn from (with their ``text`` entry), or ``None``.
+        baselines: name -> the default baseline ``[B, ...]`` float32 (zeros; [PAD] for text).
+        fixed: name -> a bool mask broadcastable to the entry (text: ``[B, T, 1]``, the special
+            tokens and padding) where every baseline equals the input: those positions get no
+            attribution, whatever baseline is drawn.
     """
 
     model: Model
@@ -143,6 +157,8 @@ class _Run:
     step: int
     seeds: list[int]
     background: Inputs | None
+    baselines: dict[str, Tensor]
+    fixed: dict[str, Tensor]
 
     def generators(self) -> list[Any]:
         """One CPU generator per row, seeded with the row's seed."""
@@ -328,7 +344,7 @@ def _bf16(method: str, precision: str, run: _Run) -> bool:
 
     if precision == "float32":
         return False
-    image = run.inputs[IMAGE]
+    image = run.inputs[run.names[0]]
     able = image.dtype == torch.float32 and bf16_native(image.device)
     if precision == "bfloat16" and not able:
         where = (
@@ -347,7 +363,9 @@ def _bf16(method: str, precision: str, run: _Run) -> bool:
 def _forward_dtype(bf16: bool, run: _Run) -> dict[str, str]:
     """``params["forward_dtype"]``: the dtype the points' forwards ran in."""
     return {
-        "forward_dtype": "bfloat16" if bf16 else str(run.inputs[IMAGE].dtype).removeprefix("torch.")
+        "forward_dtype": "bfloat16"
+        if bf16
+        else str(run.inputs[run.names[0]].dtype).removeprefix("torch.")
     }
 
 
@@ -405,14 +423,17 @@ class GradientMethod(Method):
         step = check_batch_size(batch_size)
         family = [m for m in methods if isinstance(m, GradientMethod)]
         x = model.to_input(inputs)
-        names = tuple(n for n in ATTRIBUTED if n in x)
-        if IMAGE not in names or x.image.ndim != 4 or not x.image.is_floating_point():
+        x = model.with_text_embedding(x)
+        names = tuple(n for n in ATTRIBUTED if n in x and x[n].is_floating_point())
+        image = x.get(IMAGE)
+        if not names or (image is not None and (image.ndim != 4 or IMAGE not in names)):
             raise MethodNotApplicableError(
-                f"gradient methods attribute a floating image batch [B, C, H, W] (input "
-                f"'{IMAGE}'); got {x!r}"
+                f"gradient methods attribute a floating image batch [B, C, H, W] ('{IMAGE}'), "
+                f"token embeddings ('{TEXT}', from token ids) or tabular features "
+                f"('{TABULAR}' [B, F]); got {x!r}"
             )
         row_seeds = check_seeds(seeds, x.batch_size)
-        bg = None if background is None else model.to_input(background)
+        bg = None if background is None else model.with_text_embedding(model.to_input(background))
         with explaining(model.module):
             gradient = any(m.needs_clean_gradient() for m in family)
             output, resolved, grads = _clean_pass(model, x, target, names, step, gradients=gradient)
@@ -426,15 +447,30 @@ class GradientMethod(Method):
                 step=step,
                 seeds=row_seeds,
                 background=bg,
+                baselines=_default_baselines(model, x, names),
+                fixed=_fixed_positions(model, x, names),
             )
             done = [(m, m.attribute(run)) for m in family]
         results = []
         for m, a in done:
             raw = {n: a.raw[n].detach().float() for n in names}
+            shown = {
+                n: m.display(raw[n]) if n == IMAGE else _fold(n, raw[n], m.signed) for n in names
+            }
+            per_sample: dict[str, list[Any]] = {}
+            if TEXT in names and model.text is not None:
+                tokens, words = token_records(
+                    model.text,
+                    x["input_ids"],
+                    x.get("attention_mask"),
+                    raw[TEXT].sum(dim=-1),
+                    raw[TEXT].abs().sum(dim=-1),
+                )
+                per_sample = {"tokens": tokens, "words": words}
             results.append(
                 Explanation(
                     method=m.name,
-                    attributions={IMAGE: m.display(raw[IMAGE])},
+                    attributions=shown,
                     target=resolved.name,
                     params=m.params() | a.params,
                     layer=None,
@@ -444,9 +480,39 @@ class GradientMethod(Method):
                     extras=a.extras,
                     raw=raw,
                     input_signed={n: m.signed for n in names},
+                    per_sample=per_sample,
                 )
             )
         return results
+
+
+def _fold(name: str, raw: Tensor, signed: bool) -> Tensor:
+    """Text ``[B, T, D]`` -> per-token ``[B, T]`` (the sum over D, of ``|value|`` when
+    unsigned); tabular ``[B, F]`` as it is (``|value|`` when unsigned)."""
+    value = raw if signed else raw.abs()
+    if name == TEXT:
+        return value.sum(dim=-1)
+    return value
+
+
+def _fixed_positions(model: Model, x: Inputs, names: Sequence[str]) -> dict[str, Tensor]:
+    """Text: the special tokens and padding ``[B, T, 1]``, which no baseline moves."""
+    if TEXT not in names or model.text is None:
+        return {}
+    return {TEXT: model.text.special_mask(x["input_ids"], x.get("attention_mask"))[..., None]}
+
+
+def _default_baselines(model: Model, x: Inputs, names: Sequence[str]) -> dict[str, Tensor]:
+    """Zeros for the image and tabular features; [PAD] at the non-special positions for text."""
+    import torch
+
+    out = {}
+    for n in names:
+        if n == TEXT:
+            out[n] = model.text_baseline(x).float()
+        else:
+            out[n] = torch.zeros(x[n].shape, dtype=torch.float32, device=x[n].device)
+    return out
 
 
 def _clean_gradients(run: _Run) -> dict[str, Tensor]:
@@ -481,7 +547,9 @@ class Saliency(GradientMethod):
 @register("inputxgrad", "input-x-gradient")
 @dataclass(frozen=True)
 class InputXGradient(GradientMethod):
-    """Input x gradient (Shrikumar et al., 2016, "Not Just a Black Box"): ``x * d target / dx``.
+    """Input x gradient (Shrikumar et al., 2016, "Not Just a Black Box"):
+    ``(x - b) * d target / dx``, ``b`` the baseline: zeros for images and tabular features (so
+    ``x * grad``), [PAD] for text.
 
     Signed (positive: the pixel's value raises the target, compared with a zero input in the
     model's normalised space); the displayed map is the sum over channels. It shares the
@@ -493,7 +561,9 @@ class InputXGradient(GradientMethod):
 
     def attribute(self, run: _Run) -> _Attribution:
         grads = _clean_gradients(run)
-        return _Attribution(raw={n: run.inputs[n].float() * grads[n] for n in run.names})
+        return _Attribution(
+            raw={n: (run.inputs[n].float() - run.baselines[n]) * grads[n] for n in run.names}
+        )
 
 
 @register("ig", "integrated-gradients")
@@ -541,7 +611,8 @@ class IntegratedGradients(GradientMethod):
         steps: quadrature nodes (forward+backward passes per sample), >= 1 (>= 2 for
             ``riemann-trapezoid``).
         baseline: ``zeros``: the all-zero input in the model's normalised space (SPEC 5; for
-            ImageNet-normalised models that is the mean colour, not black).
+            ImageNet-normalised models that is the mean colour, not black); for text, the
+            [PAD] embedding at the sample's non-special positions.
         rule: the quadrature rule, one of :data:`RULES`.
         precision: the points' forwards: ``float32`` (default), ``bfloat16`` (autocast
             where the hardware computes it natively; the clean pass stays float32),
@@ -571,19 +642,13 @@ class IntegratedGradients(GradientMethod):
                 "all-zero input in the model's normalised space)"
             )
 
-    def baselines(self, x: Tensor) -> Tensor:
-        """The baseline of each row (float32, ``x``'s shape)."""
-        import torch
-
-        return torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-
     def attribute(self, run: _Run) -> _Attribution:
         import torch
 
         x = {n: run.inputs[n].float() for n in run.names}
-        base = {n: self.baselines(x[n]) for n in run.names}
+        base = run.baselines
         alphas, weights = quadrature(self.rule, self.steps)
-        device = x[IMAGE].device
+        device = x[run.names[0]].device
         alpha = torch.tensor(alphas, dtype=torch.float32, device=device)
         weight = torch.tensor(weights, dtype=torch.float32, device=device)
         steps = self.steps
@@ -677,7 +742,7 @@ class SmoothGrad(GradientMethod):
             n: self.noise * (v.flatten(1).amax(dim=1) - v.flatten(1).amin(dim=1))
             for n, v in x.items()
         }
-        extras = {"noise_std": sigma[IMAGE]}
+        extras = {"noise_std": sigma[run.names[0]]}
         if self.noise == 0:
             return _Attribution(raw=dict(_clean_gradients(run)), extras=extras)
         gens = run.generators()
@@ -786,9 +851,11 @@ class ExpectedGradients(GradientMethod):
             for n in run.names:
                 xs = _rows_of(x[n], rows)
                 if rows_bg is None or pick is None:
-                    b = torch.zeros_like(xs)
+                    b = _rows_of(run.baselines[n], rows)
                 else:
                     b = _rows_of(rows_bg[n], pick[flat]).float()
+                    if n in run.fixed:  # special tokens and padding keep their own embedding
+                        b = torch.where(_rows_of(run.fixed[n], rows), xs, b)
                 a = _broadcast(alpha[flat].to(xs.device), xs)
                 out[n] = (b + a * (xs - b)).to(run.inputs[n].dtype)
                 factors[n] = xs - b

@@ -32,6 +32,7 @@ CARD_KEYS = (
     "layer",
     "preprocess",
     "inputs",
+    "output",
 )
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
@@ -167,6 +168,7 @@ def load_model(
         raise ModelLoadError(
             f"{len(labels)} labels given but {arch} has {width} outputs; fix labels or num_classes"
         )
+    inputs = _card_inputs(card, base, spec)
     return Model(
         module=module,
         name=str(name or card.get("name") or default_name or _short(arch)),
@@ -178,8 +180,34 @@ def load_model(
         checkpoint=str(ckpt) if ckpt is not None else None,
         metadata=meta,
         preprocess=resolve_preprocess(module, arch, overrides),
-        inputs=dict(card.get("inputs") or {}),
+        inputs=inputs,
+        output=card.get("output"),
     )
+
+
+def _card_inputs(card: dict[str, Any], base: Path, spec: str | Path) -> dict[str, Any]:
+    """The card's ``[inputs]`` table checked (one-line errors naming the card), with a
+    tokenizer path relative to the card's folder made absolute."""
+    from seewhy.core.errors import UsageError
+    from seewhy.core.modalities import Modalities
+
+    inputs = dict(card.get("inputs") or {})
+    text = inputs.get("text")
+    if isinstance(text, dict) and isinstance(text.get("tokenizer"), str):
+        local = base / text["tokenizer"]
+        if not Path(text["tokenizer"]).is_absolute() and local.exists():
+            inputs["text"] = {**text, "tokenizer": str(local)}
+    try:
+        Modalities.parse(inputs, f"model card {spec}")
+    except UsageError as exc:
+        raise ModelLoadError(str(exc)) from None
+    out = card.get("output")
+    if out is not None and (isinstance(out, bool) or not isinstance(out, str | int)):
+        raise ModelLoadError(
+            f"model card {spec}: output = {out!r} should be an index or a name, e.g. "
+            'output = "logits" or output = 0'
+        )
+    return inputs
 
 
 def _is_checkpoint_path(text: str) -> bool:
