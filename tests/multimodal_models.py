@@ -124,3 +124,8 @@ def image_tabular_model() -> Model:
             }
         },
     )
+
+
+def student(num_classes: int = 3) -> ImageTextNet:
+    """Another image+text model (other random weights): the 'student' beside the teacher."""
+    return ImageTextNet(num_classes=num_classes, seed=1)

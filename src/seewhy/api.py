@@ -229,7 +229,7 @@ def explain(
         sign's map (what lowers the output beside what raises it) in ``extras["opposite"]``,
         from the same passes.
     """
-    m = as_model(model)
+    m, target = as_model(model).for_target(target)  # HEAD:LABEL picks a head
     batch = as_inputs(m, inputs)
     step = check_batch_size(batch_size)
     instances = resolve_methods(methods, layer or m.layer or "auto", **settings)

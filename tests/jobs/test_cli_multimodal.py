@@ -200,6 +200,9 @@ def test_text_column_and_tabular_columns_from_a_manifest(folder: Path) -> None:
         e.attributions["tabular"][0].tolist(), abs=1e-5
     )
     assert set(ig["modality_share"]) == {"image", "tabular"}
+    assert ig["features_figure"].endswith("fusion__ig__features.png")
+    assert (folder / "out" / ig["features_figure"]).is_file()
+    assert "sqft" in (folder / "out" / "report.html").read_text()
 
 
 def test_bad_multimodal_input_exits_2_with_the_fix(folder: Path) -> None:
@@ -252,3 +255,36 @@ def test_bad_multimodal_input_exits_2_with_the_fix(folder: Path) -> None:
     )
     assert code == 2 and "not both" in out
     assert not any((folder / f"o{i}" / "summary.json").exists() for i in range(1, 7))
+
+
+def test_teacher_and_student_agree_on_maps_and_word_rankings(folder: Path) -> None:
+    card = (folder / "imgtext.toml").read_text()
+    (folder / "student.toml").write_text(card.replace(":ImageTextNet", ":student"))
+    code, out = invoke(
+        folder,
+        "explain",
+        "img0.png",
+        "--text",
+        "a red fracture near the border",
+        "-m",
+        "imgtext.toml",
+        "-m",
+        "student.toml",
+        "--method",
+        "ig(steps=8)",
+        "--out",
+        "out",
+        "--quiet",
+    )
+    assert code == 0, out
+    summary = json.loads((folder / "out" / "summary.json").read_text())
+    (agreement,) = summary["agreement"]
+    scores = []
+    for name in ("imgtext", "student"):
+        (ig,) = _result(summary, "img0", name)["attributions"]
+        scores.append(np.array([w["score"] for w in ig["words"]]))
+    ranks = [np.argsort(np.argsort(s)).astype(float) for s in scores]
+    rho = np.corrcoef(ranks[0], ranks[1])[0, 1]
+    assert agreement["word_rank_correlation"] == pytest.approx(rho, abs=1e-4)
+    assert agreement["same_top_word"] == (int(scores[0].argmax()) == int(scores[1].argmax()))
+    assert "rank_correlation" in agreement  # the image maps' agreement beside it

@@ -268,3 +268,98 @@ def test_bad_text_and_tabular_inputs_are_one_line_errors(tmp_path: object) -> No
         "did you mean 'tokenizer'",
     ):
         Model(module=ImageTextNet(), inputs={"text": {"tokeniser": "x"}})
+
+
+def test_target_head_colon_label_picks_a_head_of_a_multi_task_model() -> None:
+    kind = image_text_model(returns="heads", output="kind")
+    batch = {"image": _images(2), "text": TEXTS[:2]}
+    (size,) = explain(kind, batch, ["ig(steps=8)"], target="size:1")
+    assert size.output is not None and tuple(size.output.shape) == (2, 2)
+    assert size.target_indices is not None and size.target_indices.tolist() == [1, 1]
+    only_size = image_text_model(returns="heads", output="size")
+    (same,) = explain(only_size, batch, ["ig(steps=8)"], target=1)
+    torch.testing.assert_close(size.raw["text"], same.raw["text"])
+    # the card's own head keeps its labels: kind:c is class 2
+    (c,) = explain(kind, batch, ["saliency"], target="kind:c")
+    assert c.target_indices is not None and c.target_indices.tolist() == [2, 2]
+    with pytest.raises(ModelOutputError, match=r"'sise'.*did you mean 'size'"):
+        explain(kind, batch, ["saliency"], target="sise:1")
+
+
+def test_occlusion_removes_each_token_and_feature_alone() -> None:
+    from seewhy.api import as_inputs
+
+    model = image_text_model()
+    batch = {"image": _images(2), "text": TEXTS[:2]}
+    (e,) = explain(model, batch, ["occlusion"], target="pred")
+    x = as_inputs(model, batch)
+    assert e.target_indices is not None
+    cls = e.target_indices
+    with torch.no_grad():
+        clean = model.forward(x).gather(1, cls[:, None])[:, 0]
+        for row, pos in [(0, 2), (0, 6), (1, 1)]:  # 'red', 'border', 'hello'
+            ids = x["input_ids"].clone()
+            ids[row, pos] = 0
+            removed = model.forward(x.replace(input_ids=ids))[row, int(cls[row])]
+            assert float(e.attributions["text"][row, pos]) == pytest.approx(
+                float(clean[row] - removed), abs=1e-5
+            )
+    special = (x["input_ids"] == 101) | (x["input_ids"] == 102) | (x["input_ids"] == 0)
+    assert float(e.attributions["text"][special].abs().max()) == 0.0
+    assert [w["word"] for w in e.per_sample["words"][1]] == ["hello"]
+    # tabular: each feature set to 0 (its mean) alone
+    tab = image_tabular_model()
+    rows = [[1500, 7, 1], [800, 3, 0]]
+    (t,) = explain(tab, {"image": _images(2), "tabular": rows}, ["occlusion"], target="value")
+    xt = as_inputs(tab, {"image": _images(2), "tabular": rows})
+    with torch.no_grad():
+        f = tab.forward(xt)[:, 0]
+        for j in range(3):
+            feats = xt["tabular"].clone()
+            feats[:, j] = 0
+            torch.testing.assert_close(
+                t.attributions["tabular"][:, j], f - tab.forward(xt.replace(tabular=feats))[:, 0]
+            )
+
+
+def test_rise_finds_the_feature_a_regressor_reads_and_is_batch_independent() -> None:
+    class OneFeature(nn.Module):
+        def forward(self, image: Tensor, features: Tensor) -> Tensor:
+            return 3.0 * features[:, 1] + 0.0 * image.mean(dim=(1, 2, 3))
+
+    model = Model(
+        OneFeature(),
+        task="regression",
+        labels=["price"],
+        num_outputs=1,
+        inputs={"tabular": {"arg": "features", "columns": ["a", "b", "c"]}},
+    )
+    rows = [[0.5, 2.0, -1.0], [1.0, -1.0, 2.0], [0.0, 1.5, 0.3]]
+    batch = {"image": _images(3), "tabular": rows}
+    (e,) = explain(model, batch, ["rise(masks=400)"], target="value", sample_ids=["p", "q", "r"])
+    scores = e.attributions["tabular"]
+    # E[s | b kept] - E[s] = 3 * b * (1 - p) = 1.5 * b (up to sampling noise); a and c ~ 0
+    torch.testing.assert_close(
+        scores[:, 1], 1.5 * torch.tensor([2.0, -1.0, 1.5]), atol=0.35, rtol=0
+    )
+    assert float(scores[:, [0, 2]].abs().max()) < 0.35
+    assert float(e.attributions["image"].abs().max()) < 0.35  # not read: sampling noise only
+    (one,) = explain(
+        model,
+        {"image": _images(3)[1:2], "tabular": rows[1:2]},
+        ["rise(masks=400)"],
+        target="value",
+        sample_ids=["q"],
+    )
+    torch.testing.assert_close(one.attributions["tabular"][0], scores[1])
+
+
+def test_rise_text_scores_follow_the_words_a_model_reads() -> None:
+    model = image_text_model()
+    batch = {"image": _images(2), "text": TEXTS[:2]}
+    (e,) = explain(model, batch, ["rise(masks=64)"], target="pred")
+    assert tuple(e.attributions["text"].shape) == (2, 12)
+    ids = model.text.encode(TEXTS[:2])[0]["input_ids"]  # type: ignore[union-attr]
+    special = (ids == 101) | (ids == 102) | (ids == 0)
+    assert float(e.attributions["text"][special].abs().max()) == 0.0
+    assert float(e.attributions["text"][~special].abs().min()) > 0.0

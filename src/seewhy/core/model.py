@@ -220,6 +220,27 @@ class Model:
             true_labels=true_labels,
         )
 
+    def for_target(self, spec: str | int | Target) -> tuple[Model, str | int | Target]:
+        """``(model, target)`` for a multi-task ``HEAD:LABEL`` target: this model with its
+        output set to the head ``HEAD`` (its labels kept only when that head is the card's
+        ``output``; another head's classes are indices), and ``LABEL``. Any other target (a
+        label of this model included, even one with a colon) is returned as it is."""
+        import dataclasses
+
+        if not isinstance(spec, str) or ":" not in spec or spec in (self.labels or []):
+            return self, spec
+        head, _, rest = spec.strip().partition(":")
+        if not head or not rest:
+            return self, spec
+        same = str(self.output) == head
+        model = dataclasses.replace(
+            self,
+            output=head,
+            labels=self.labels if same else None,
+            num_outputs=self.num_outputs if same else None,
+        )
+        return model, rest
+
     def target(self, spec: str | int | Target) -> Target:
         """One target (``all`` is refused: a method explains one target at a time)."""
         targets = self.targets(spec)

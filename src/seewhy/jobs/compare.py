@@ -45,10 +45,16 @@ def compare_models(
             fb, cb = framed[b.name][method]
             both = ca & cb  # compared where both models saw the image
             agreement = _agreement(sample.id, a.name, b.name, method, ea, eb, fa[both], fb[both])
+            agreement.update(word_agreement(ea, eb, method))
             upsert(summary["agreement"], agreement, "sample", "models", "method")
             metrics.append(
                 f"{method}: rank correlation {agreement['rank_correlation']:.2f}, "
                 f"top-10% IoU {agreement['top_iou']:.2f}"
+                + (
+                    f", words {agreement['word_rank_correlation']:.2f}"
+                    if "word_rank_correlation" in agreement
+                    else ""
+                )
             )
         if metrics:
             lines += [_pair_line(a.name, b.name, ea, eb, len(models) > 2), *metrics]
@@ -158,6 +164,30 @@ def _agreement(
         "same_prediction": bool(same),
         "rank_correlation": round(rank_correlation(ta, tb), 4),
         "top_iou": round(top_iou(ta, tb, 0.1), 4),
+    }
+
+
+def word_agreement(ea: dict[str, Any], eb: dict[str, Any], method: str) -> dict[str, Any]:
+    """Two image+text models on one sample's text (the same words): Spearman's rho of their
+    word scores (``word_rank_correlation``) and whether their top word is the same
+    (``same_top_word``). Empty when either has no words, or their words differ (another
+    tokenizer splits the text otherwise)."""
+    import torch
+
+    from seewhy.checks.agreement import rank_correlation
+
+    def words(entry: dict[str, Any]) -> list[dict[str, Any]]:
+        found = [a for a in entry.get("attributions", []) if a.get("method") == method]
+        return list(found[0].get("words", [])) if found else []
+
+    wa, wb = words(ea), words(eb)
+    if not wa or [w["word"] for w in wa] != [w["word"] for w in wb]:
+        return {}
+    sa = torch.tensor([w["score"] for w in wa])
+    sb = torch.tensor([w["score"] for w in wb])
+    return {
+        "word_rank_correlation": round(rank_correlation(sa, sb), 4),
+        "same_top_word": bool(int(sa.argmax()) == int(sb.argmax())),
     }
 
 

@@ -239,6 +239,10 @@ def run_explain(
     if opts.out.exists() and not opts.out.is_dir():
         raise UsageError(f"--out {opts.out} is a file, not a folder; pass a folder name")
     models = load_models(model_specs, opts)
+    if any(m.for_target(opts.target)[0] is not m for m in models):  # --target HEAD:LABEL
+        picked = [m.for_target(opts.target) for m in models]
+        models = [m for m, _ in picked]
+        opts = dataclasses.replace(opts, target=str(picked[0][1]))
     layers = _validate(models, opts, samples)
     out = OutputFolder(opts.out)
     out.root.mkdir(parents=True, exist_ok=True)
@@ -603,6 +607,10 @@ class _Run:
             entry.update(records(model, e, i, item.sample))
             if "words" in entry:
                 entry["tokens_figure"] = self.draw_tokens(model, item.sample, e, entry["words"])
+            if "features" in entry:
+                entry["features_figure"] = self.draw_features(
+                    model, item.sample, e, entry["features"]
+                )
             if notes:  # what the user asked for was replaced (a fallback baseline ...)
                 entry["notes"] = notes
             attributions.append(entry)
@@ -611,6 +619,23 @@ class _Run:
         if model.text is not None:
             entry["text"] = {"truncated": truncated, "max_length": model.text.max_length}
         return entry, maps
+
+    def draw_features(
+        self, model: Model, sample: Sample, e: Explanation, features: list[dict[str, Any]]
+    ) -> str:
+        """The feature figure ``<model>__<method>__features.png``: the tabular features' scores
+        as bars, largest first; returns its path in the output folder."""
+        from seewhy.render.figures import feature_figure
+
+        path = self.out.figure(sample.id, model.name, e.method, suffix="__features")
+        feature_figure(
+            path,
+            names=[f["name"] for f in features],
+            values=[f["value"] for f in features],
+            scores=[f["score"] for f in features],
+            title=f"{sample.id} · {model.name} · {e.method} · features",
+        )
+        return self.out.rel(path)
 
     def draw_tokens(
         self, model: Model, sample: Sample, e: Explanation, words: list[dict[str, Any]]

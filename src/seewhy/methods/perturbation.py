@@ -38,6 +38,7 @@ from seewhy.core.engine import PRECISIONS, ForwardEngine
 from seewhy.core.errors import MethodNotApplicableError, UsageError
 from seewhy.core.explanation import Explanation
 from seewhy.core.inputs import DEFAULT_BATCH_SIZE, Inputs, check_batch_size
+from seewhy.core.modalities import TABULAR, TEXT, token_records
 from seewhy.core.model import Model
 from seewhy.core.state import explaining
 from seewhy.core.targets import ResolvedTarget, Target
@@ -87,22 +88,72 @@ class CleanPass:
     engines: dict[str, ForwardEngine] = dataclasses.field(default_factory=dict)
 
     def explanation(
-        self, method: Method, attribution: Tensor, signed: bool, params: dict[str, Any]
+        self,
+        method: Method,
+        attribution: Tensor,
+        signed: bool,
+        params: dict[str, Any],
+        others: dict[str, Tensor] | None = None,
     ) -> Explanation:
         """A method's explanation of this batch from its map ``[B, H, W]``; ``raw`` holds the
-        map repeated over the image's channels (every channel of a pixel is perturbed alike)."""
+        map repeated over the image's channels (every channel of a pixel is perturbed alike).
+        ``others``: per-token ``text`` ``[B, T]`` and per-feature ``tabular`` ``[B, F]``
+        scores (their raw form too); tokens and words go to ``per_sample``."""
         b, c, h, w = self.inputs.image.shape
+        others = others or {}
+        per_sample: dict[str, Any] = {}
+        if TEXT in others and self.model.text is not None:
+            tokens, words = token_records(
+                self.model.text,
+                self.inputs["input_ids"],
+                self.inputs.get("attention_mask"),
+                others[TEXT],
+                others[TEXT].abs(),
+            )
+            per_sample = {"tokens": tokens, "words": words}
         return Explanation(
             method=method.name,
-            attributions={"image": attribution},
+            attributions={"image": attribution, **others},
             target=self.target.name,
             params=method.params() | params,
             output=self.output,
             target_indices=self.target.class_indices,
             signed=signed,
-            raw={"image": attribution[:, None].expand(b, c, h, w).contiguous()},
-            input_signed={"image": signed},
+            raw={"image": attribution[:, None].expand(b, c, h, w).contiguous(), **others},
+            input_signed={"image": signed, **{k: signed for k in others}},
+            per_sample=per_sample,
         )
+
+    def units(self) -> dict[str, Tensor]:
+        """What is perturbed besides the image, per row: ``text`` ``[B, T]`` (the non-special
+        token positions, True where a token may be removed) and ``tabular`` ``[B, F]`` (every
+        feature); only the inputs the model takes."""
+        import torch
+
+        out: dict[str, Tensor] = {}
+        x = self.inputs
+        if self.model.text is not None and "input_ids" in x:
+            out[TEXT] = ~self.model.text.special_mask(x["input_ids"], x.get("attention_mask"))
+        if TABULAR in x and x[TABULAR].is_floating_point():
+            out[TABULAR] = torch.ones(x[TABULAR].shape, dtype=torch.bool, device=x[TABULAR].device)
+        return out
+
+    def removed(self, rows: Inputs, sample: Tensor, keep: dict[str, Tensor]) -> Inputs:
+        """``rows`` (rows of samples ``sample``) with the tokens and features not in ``keep``
+        (``[n, T]``, ``[n, F]`` bool) removed: a token becomes [PAD] (its position and
+        attention kept: the gradient methods' text baseline), a feature 0 (the mean in the
+        model's normalised space)."""
+        import torch
+
+        entries: dict[str, Tensor] = {}
+        if TEXT in keep and self.model.text is not None:
+            ids = rows["input_ids"]
+            pad = torch.full_like(ids, self.model.text.pad_id())
+            entries["input_ids"] = torch.where(keep[TEXT].to(ids.device), ids, pad)
+        if TABULAR in keep:
+            t = rows[TABULAR]
+            entries[TABULAR] = torch.where(keep[TABULAR].to(t.device), t, torch.zeros_like(t))
+        return rows.replace(**entries) if entries else rows
 
     def engine(self, precision: str) -> ForwardEngine:
         """The forward engine for ``precision`` (one private model copy per call and
@@ -305,6 +356,7 @@ class Occlusion(PerturbationMethod):
         total = torch.einsum("bij,iy,jx->byx", change, cover_rows.float(), cover_cols.float())
         counts = cover_rows.sum(0).float()[:, None] * cover_cols.sum(0).float()[None, :]
         attribution = (total / counts).float()
+        others, _ = self.remove_one_at_a_time(run, engine, clean, columns, signs)
         params = {
             "window": window,
             "stride": stride,
@@ -312,7 +364,48 @@ class Occlusion(PerturbationMethod):
             "forwards_per_image": windows + 1 + extra,
             "forward_dtype": engine.forward_dtype,
         }
-        return run.explanation(self, attribution, True, params)
+        if others:  # plus one forward per token and per feature
+            params["removed_one_at_a_time"] = sorted(others)
+        return run.explanation(self, attribution, True, params, others)
+
+    @staticmethod
+    def remove_one_at_a_time(
+        run: CleanPass, engine: ForwardEngine, clean: Tensor, columns: Tensor, signs: Tensor
+    ) -> tuple[dict[str, Tensor], int]:
+        """Text and tabular inputs: each token (to [PAD]) and each feature (to 0) removed
+        alone, one forward each; the score is ``f(x) - f(x without it)``, like a window's.
+        Special tokens and padding are never removed (score 0). Returns the scores per input
+        and the number of forwards."""
+        import torch
+
+        others: dict[str, Tensor] = {}
+        count = 0
+        for name, allowed in run.units().items():
+            where = allowed.nonzero()  # [n, 2]: (sample, position)
+            n = int(where.shape[0])
+            result = torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device)
+            if n:
+                pos = where.to(clean.device)
+
+                width = int(allowed.shape[1])
+
+                def build(
+                    start: int, stop: int, pos: Tensor = pos, name: str = name, width: int = width
+                ) -> Inputs:
+                    sample, k = pos[start:stop, 0], pos[start:stop, 1]
+                    keep = torch.ones((stop - start, width), dtype=torch.bool, device=clean.device)
+                    keep[torch.arange(stop - start, device=clean.device), k] = False
+                    return run.removed(run.inputs.take(sample), sample, {name: keep})
+
+                def read(out: Tensor, start: int, stop: int, pos: Tensor = pos) -> Tensor:
+                    sample = pos[start:stop, 0]
+                    return signs[sample] * out.gather(1, columns[sample, None])[:, 0]
+
+                scores = engine.map(n, build, read)
+                result[where[:, 0], where[:, 1]] = (clean[pos[:, 0]] - scores).float()
+            others[name] = result
+            count += n
+        return others, count
 
 
 def rise_masks(
@@ -414,16 +507,25 @@ class RISE(PerturbationMethod):
             )
         _check_precision(self.precision, "rise")
 
-    def draws(self, seed: int, cell: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        """One sample's grids ``[masks, grid, grid]`` (bool) and shifts ``[masks, 2]``, on
-        the CPU, from a generator seeded with ``seed`` alone."""
+    def draws(
+        self, seed: int, cell: tuple[int, int], units: dict[str, int] | None = None
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """One sample's grids ``[masks, grid, grid]`` (bool), shifts ``[masks, 2]`` and, for
+        each other input in ``units`` (name -> tokens or features), which of them each mask
+        keeps ``[masks, n]`` (bool, each kept with probability ``p``, drawn after the image's,
+        so an image model's masks are the same as before), on the CPU, from a generator seeded
+        with ``seed`` alone."""
         import torch
 
         gen = torch.Generator().manual_seed(int(seed))
         grids = torch.rand((self.masks, self.grid, self.grid), generator=gen) < self.p
         dy = torch.randint(0, cell[0], (self.masks,), generator=gen)
         dx = torch.randint(0, cell[1], (self.masks,), generator=gen)
-        return grids, torch.stack([dy, dx], dim=1)
+        keeps = {
+            name: torch.rand((self.masks, count), generator=gen) < self.p
+            for name, count in (units or {}).items()
+        }
+        return grids, torch.stack([dy, dx], dim=1), keeps
 
     def score_kind(self, run: CleanPass) -> str:
         """``value`` (regression), ``sigmoid`` (binary or multilabel) or ``softmax``."""
@@ -443,9 +545,16 @@ class RISE(PerturbationMethod):
         b, _, h, w = (int(v) for v in image.shape)
         n = self.masks
         cell = (math.ceil(h / self.grid), math.ceil(w / self.grid))
-        drawn = [self.draws(seed, cell) for seed in run.seeds]
+        units = run.units()  # text tokens and tabular features, masked alongside
+        drawn = [self.draws(seed, cell, units_of(units, i)) for i, seed in enumerate(run.seeds)]
         grids = torch.stack([d[0] for d in drawn]).to(device)  # [B, N, g, g]
         shifts = torch.stack([d[1] for d in drawn]).to(device)  # [B, N, 2]
+        keeps = {  # name -> [B, N, T or F]: kept (special tokens always)
+            name: torch.stack([d[2][name] for d in drawn]).to(device) | ~allowed[:, None].to(device)
+            for name, allowed in units.items()
+        }
+        sums = {n: torch.zeros(k.shape[0], k.shape[2], device=device) for n, k in keeps.items()}
+        covers = {n: torch.zeros_like(v) for n, v in sums.items()}
         columns = run.target.output_columns.to(device)
         signs = run.target.output_signs.to(device)
         kind = self.score_kind(run)
@@ -461,7 +570,8 @@ class RISE(PerturbationMethod):
             sample, k = rows // n, rows % n
             m = rise_masks(grids[sample, k], shifts[sample, k], (h, w), cell)
             made[start] = m
-            return x.take(sample).replace(image=image[sample] * m[:, None].to(image.dtype))
+            rows_in = x.take(sample).replace(image=image[sample] * m[:, None].to(image.dtype))
+            return run.removed(rows_in, sample, {n: v[sample, k] for n, v in keeps.items()})
 
         def accumulate(out: Tensor, start: int, stop: int) -> Tensor:
             sample = torch.arange(start, stop, device=device) // n
@@ -469,6 +579,11 @@ class RISE(PerturbationMethod):
             m = made.pop(start)
             saliency.index_add_(0, sample, (s - shift[sample])[:, None, None] * m)
             coverage.index_add_(0, sample, m)
+            k = torch.arange(start, stop, device=device) % n
+            for name, keep in keeps.items():
+                kept = keep[sample, k].float()
+                sums[name].index_add_(0, sample, (s - shift[sample])[:, None] * kept)
+                covers[name].index_add_(0, sample, kept)
             return s
 
         engine = run.engine(self.precision)
@@ -478,6 +593,13 @@ class RISE(PerturbationMethod):
         # E[s | pixel kept]: each pixel's weighted sum over the masks that kept it, divided by
         # how much they kept it (the paper divides by masks * p, the expected coverage).
         saliency = (saliency / coverage.clamp_min(torch.finfo(torch.float32).tiny)).float()
+        others = {}
+        for name, allowed in units.items():  # likewise E[s | token / feature kept]
+            total = sums[name]
+            if kind == "value":
+                total = total - (scores.mean(dim=1) - shift)[:, None] * covers[name]
+            value = total / covers[name].clamp_min(torch.finfo(torch.float32).tiny)
+            others[name] = torch.where(allowed.to(device), value, 0.0).float()
         signed = kind == "value"
         params = {
             "cell": list(cell),
@@ -485,7 +607,13 @@ class RISE(PerturbationMethod):
             "forwards_per_image": n + 1,
             "forward_dtype": engine.forward_dtype,
         }
-        return run.explanation(self, saliency, signed, params)
+        return run.explanation(self, saliency, signed, params, others)
+
+
+def units_of(units: dict[str, Tensor], row: int) -> dict[str, int]:
+    """How many tokens / features row ``row`` has per input (the full width: special tokens
+    are drawn too, and kept regardless)."""
+    return {name: int(allowed.shape[1]) for name, allowed in units.items()}
 
 
 def _score(out: Tensor, columns: Tensor, signs: Tensor, kind: str) -> Tensor:

@@ -1,4 +1,4 @@
-"""Figures: the 4-panel explanation, the model comparison, token importances.
+"""Figures: the 4-panel explanation, the model comparison, token and feature importances.
 
 Every figure is a bare ``matplotlib.figure.Figure`` drawn by the Agg canvas (no pyplot, so no
 global figure registry to leak into and no change to the user's backend), written atomically
@@ -6,10 +6,12 @@ global figure registry to leak into and no change to the user's backend), writte
 
 Colours: an unsigned map uses a sequential colormap from 0 to its maximum; a signed map (what
 raises vs what lowers an output) a diverging one centred at 0 with symmetric limits, red raising
-and blue lowering, in the heatmap, the overlay and the token bars alike. A map given as unsigned
-that holds negative values is shown signed anyway: a 0..max scale would hide them.
+and blue lowering, in the heatmap, the overlay, the token figure (words and bars) and the feature
+bars alike. A map given as unsigned that holds negative values is shown signed anyway: a 0..max
+scale would hide them.
 
-User text (titles, labels, tokens) is drawn literally: ``$`` never starts mathtext.
+User text (titles, labels, tokens, feature names and values) is drawn literally: ``$`` never
+starts mathtext.
 """
 
 from __future__ import annotations
@@ -42,7 +44,29 @@ DETAIL_WIDTH = 40
 DETAIL_LINES = 22
 """Lines the details panel holds; the rest is summarised as ``... (n more lines)``."""
 MAX_TOKENS = 48
-"""Tokens the token figure shows: the largest by absolute score, in their text order."""
+"""Tokens the token figure's bars show: the largest by absolute score, in their text order."""
+MAX_FEATURES = 20
+"""Features the feature figure shows: the largest by absolute score, largest first."""
+TITLE_FONT = 10.0
+"""Points of the token figure's title."""
+SENTENCE_FONT = 9.0
+"""Points of the words in the token figure's sentence panel."""
+SENTENCE_BOX_PAD = 0.2
+"""Padding of a word's coloured box, in font sizes."""
+SENTENCE_LINES = 8
+"""Lines the sentence panel holds; the words after them are counted in a note."""
+SENTENCE_WORD_CHARS = 30
+"""Characters a word keeps in the sentence panel (longer ones end in an ellipsis)."""
+SENTENCE_MARGIN = 0.12
+SENTENCE_PAD = 0.08
+SENTENCE_GAP = 0.06
+TITLE_LINE = 0.22
+WORD_LINE = 0.27
+"""Inches: side margins of the sentence panel, space above the title and below the sentence,
+between title and sentence, and the height of a title line and of a sentence line."""
+BARS_HEIGHT = 2.49
+"""Inches of the token figure below its title and sentence (the bars and their labels): with one
+line of title and one of sentence the figure is 3.2 inches high."""
 COMPARISON_CELL = 2.6
 """Width and height, in inches, of one cell of the comparison figure."""
 
@@ -440,6 +464,92 @@ def comparison_figure(
     return save_figure(fig, path)
 
 
+def _sentence_layout(
+    fig: Figure, words: Sequence[str], width_px: float
+) -> tuple[list[list[int]], int, list[float]]:
+    """The sentence panel's lines (each a list of word indices, in text order), how many words
+    did not fit in SENTENCE_LINES lines (a note at the end of the last line says so) and the
+    width of each word's text in pixels (measured up to the last line only; 0 after it)."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    measured: dict[str, float] = {}  # a text is measured once (words repeat)
+
+    def measure(text: str) -> float:
+        if text not in measured:
+            measured[text] = _text_px(renderer, text, SENTENCE_FONT)
+        return measured[text]
+
+    pad, gap = 2 * _box_pad_px(), _word_gap_px(renderer)
+    widths = [0.0] * len(words)
+    lines: list[list[int]] = []
+    used = 0.0
+    for i, word in enumerate(words):
+        widths[i] = measure(word)
+        box = widths[i] + pad
+        if lines and used + gap + box <= width_px:
+            lines[-1].append(i)
+            used += gap + box
+        elif len(lines) == SENTENCE_LINES:
+            break
+        else:
+            lines.append([i])
+            used = box
+    shown = sum(len(line) for line in lines)
+    if shown == len(words):
+        return lines, 0, widths
+    last = lines[-1]
+    while last:  # room on the last line for the note
+        note = measure(_more_words(len(words) - shown))
+        if sum(widths[i] + pad + gap for i in last) + note <= width_px:
+            break
+        last.pop()
+        shown -= 1
+    return lines, len(words) - shown, widths
+
+
+def _more_words(n: int) -> str:
+    return f"… ({n} more words)"
+
+
+def _text_px(renderer: Any, text: str, size: float) -> float:
+    """The width in pixels of ``text`` drawn literally (no mathtext) at ``size`` points."""
+    from matplotlib.font_manager import FontProperties
+
+    width, _, _ = renderer.get_text_width_height_descent(
+        text, FontProperties(size=size), ismath=False
+    )
+    return float(width)
+
+
+def _word_gap_px(renderer: Any) -> float:
+    """The space between two words' boxes, in pixels."""
+    return _text_px(renderer, " ", SENTENCE_FONT) + 2.0
+
+
+def _box_pad_px() -> float:
+    """The padding of a word's coloured box, in pixels (``pad`` is in font sizes)."""
+    return SENTENCE_BOX_PAD * SENTENCE_FONT * DPI / 72.0
+
+
+def _wrap_px(fig: Figure, text: str, size: float, width_px: float, limit: int) -> list[str]:
+    """``text`` wrapped at spaces to lines of at most ``width_px`` pixels (a longer word keeps a
+    line of its own); after ``limit`` lines an ellipsis ends the last."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and _text_px(renderer, f"{lines[-1]} {word}", size) <= width_px:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > limit:
+        lines = [*lines[: limit - 1], lines[limit - 1] + " …"]
+    return lines
+
+
+def _signed_color(cmap: Any, score: float, limit: float) -> tuple[float, float, float, float]:
+    """``score``'s colour on the diverging colormap centred at 0 with limits ``±limit``."""
+    return tuple(cmap(0.5 + 0.5 * max(-1.0, min(1.0, score / limit))))
+
+
 def build_token_figure(*, tokens: Sequence[str], scores: Sequence[float], title: str) -> Figure:
     """The token figure, drawn but not saved (see :func:`token_figure`)."""
     import numpy as np
@@ -451,27 +561,103 @@ def build_token_figure(*, tokens: Sequence[str], scores: Sequence[float], title:
             "pass one score per token"
         )
     values = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0)
+    words = [_short(" ".join(str(t).split()), SENTENCE_WORD_CHARS) for t in tokens]
     keep = np.arange(len(values))
+    note = ""
     if len(values) > MAX_TOKENS:
         keep = np.sort(np.argsort(-np.abs(values), kind="stable")[:MAX_TOKENS])
-        title = f"{title} (top {MAX_TOKENS} of {len(values)} tokens by |score|)"
+        note = f"bars: top {MAX_TOKENS} of {len(values)} tokens by |score|, in text order"
     shown = values[keep]
     labels = [_short(str(tokens[int(i)])) for i in keep]
-    m = _limit(shown)
-    fig = _figure(min(16.0, max(4.0, 0.32 * len(shown) + 1.2)), 3.2, constrained=True)
-    ax = fig.subplots()
+    m = _limit(values)  # the largest |score| is always shown: one scale for both panels
     cmap = colormaps[DIVERGING]
-    colors = [cmap(0.5 + 0.5 * float(s) / m) for s in shown]
+
+    width = min(16.0, max(4.0, 0.32 * len(shown) + 1.2))
+    fig = _figure(width, 1.0)  # measured on first; its height is set once the lines are known
+    inner = (width - 2 * SENTENCE_MARGIN) * DPI
+    heads = _wrap_px(fig, title, TITLE_FONT, inner, 3)
+    lines, hidden, widths = _sentence_layout(fig, words, inner)
+    top = SENTENCE_PAD + TITLE_LINE * len(heads) + SENTENCE_GAP
+    band = top + WORD_LINE * max(1, len(lines)) + SENTENCE_PAD
+    height = round(band + BARS_HEIGHT, 2)
+    fig.set_size_inches(width, height)
+    fig.set_layout_engine("constrained", rect=(0.0, 0.0, 1.0, BARS_HEIGHT / height))
+
+    ax = fig.subplots()  # the bars: the figure's first (and only) axes
+    colors = [_signed_color(cmap, float(s), m) for s in shown]
     ax.bar(range(len(shown)), shown, color=colors, edgecolor="0.3", linewidth=0.4)
     ax.set_xticks(
         range(len(shown)), labels=labels, rotation=60, ha="right", fontsize=8, parse_math=False
     )
     ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_ylabel("importance (red raises, blue lowers)", fontsize=8)
+    ax.set_ylabel("importance\n(red raises, blue lowers)", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     if not len(shown):
         ax.text(0.5, 0.5, "no tokens", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(title, fontsize=10, parse_math=False)
+    if note:
+        ax.set_title(note, fontsize=8, parse_math=False)
+
+    inches = fig.dpi_scale_trans
+    fig.text(
+        width / 2,
+        height - SENTENCE_PAD,
+        "\n".join(heads),
+        ha="center",
+        va="top",
+        fontsize=TITLE_FONT,
+        transform=inches,
+        parse_math=False,
+        gid="title",
+    )
+    gap = _word_gap_px(fig.canvas.get_renderer())  # type: ignore[attr-defined]
+    pad = _box_pad_px()
+    for row, line in enumerate(lines):
+        y = height - top - WORD_LINE * (row + 0.5)
+        x = SENTENCE_MARGIN * DPI + pad
+        for i in line:
+            score = float(values[i])
+            strong = abs(score) / m > 0.55
+            fig.text(
+                x / DPI,
+                y,
+                words[i],
+                ha="left",
+                va="center",
+                fontsize=SENTENCE_FONT,
+                color="white" if strong else "black",
+                transform=inches,
+                parse_math=False,
+                gid=f"word-{i}",
+                bbox={
+                    "boxstyle": f"round,pad={SENTENCE_BOX_PAD}",
+                    "facecolor": _signed_color(cmap, score, m),
+                    "edgecolor": "none",
+                },
+            )
+            x += widths[i] + 2 * pad + gap
+        if hidden and row == len(lines) - 1:
+            fig.text(
+                (x - pad) / DPI,
+                y,
+                _more_words(hidden),
+                ha="left",
+                va="center",
+                fontsize=SENTENCE_FONT,
+                color="0.4",
+                transform=inches,
+                parse_math=False,
+            )
+    if not lines:
+        fig.text(
+            SENTENCE_MARGIN,
+            height - top - WORD_LINE / 2,
+            "(no words)",
+            ha="left",
+            va="center",
+            fontsize=SENTENCE_FONT,
+            color="0.4",
+            transform=inches,
+        )
     return fig
 
 
@@ -482,7 +668,14 @@ def _short(token: str, width: int = 16) -> str:
 def token_figure(
     path: str | Path, *, tokens: Sequence[str], scores: Sequence[float], title: str
 ) -> Path:
-    """Write token importances as a bar chart with signed colours (red raises, blue lowers).
+    """Write token (or word) importances: the sentence, then a bar chart, in signed colours.
+
+    Top: the title, then the sentence itself, its words in order, each on a background of its
+    score's colour (diverging colormap centred at 0, limits ``±max|score|``: red raises, blue
+    lowers, white is 0; all scores >= 0 run from white to red), wrapped to the figure's width
+    (SENTENCE_LINES lines at most; a note counts the words left out). Below: one bar per token
+    on the same colour scale (the MAX_TOKENS largest by ``|score|`` where there are more, in
+    text order). NaN scores count as 0. 3.2 inches high with one line of title and sentence.
 
     Args:
         path: the PNG to write (atomically).
@@ -497,3 +690,94 @@ def token_figure(
         UsageError: ``tokens`` and ``scores`` differ in length.
     """
     return save_figure(build_token_figure(tokens=tokens, scores=scores, title=title), path)
+
+
+def _value_text(value: Any) -> str:
+    """A feature's value as its label shows it: numbers to 4 significant digits."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def build_feature_figure(
+    *,
+    names: Sequence[str],
+    values: Sequence[Any],
+    scores: Sequence[float],
+    title: str,
+) -> Figure:
+    """The feature figure, drawn but not saved (see :func:`feature_figure`)."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    if not len(names) == len(values) == len(scores):
+        raise UsageError(
+            f"feature figure got {len(names)} names, {len(values)} values and {len(scores)} "
+            "scores; pass one value and one score per feature"
+        )
+    all_scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0) + 0.0  # -0 as 0
+    order = np.argsort(-np.abs(all_scores), kind="stable")[:MAX_FEATURES]
+    if len(all_scores) > MAX_FEATURES:
+        title = f"{title} (top {MAX_FEATURES} of {len(all_scores)} features by |score|)"
+    shown = all_scores[order]
+    labels = [_short(f"{names[int(i)]} = {_value_text(values[int(i)])}", 40) for i in order]
+    m = _limit(shown)
+    cmap = colormaps[DIVERGING]
+    fig = _figure(7.0, round(1.1 + 0.26 * max(1, len(shown)), 2), constrained=True)
+    ax = fig.subplots()
+    rows = np.arange(len(shown))
+    bars = ax.barh(
+        rows,
+        shown,
+        color=[_signed_color(cmap, float(s), m) for s in shown],
+        edgecolor="0.3",
+        linewidth=0.4,
+    )
+    ax.set_yticks(rows, labels=labels, fontsize=8, parse_math=False)
+    ax.invert_yaxis()  # the largest on top
+    ax.axvline(0, color="black", linewidth=0.6)
+    if len(shown):
+        ax.bar_label(bars, labels=[f"{s:.3g}" for s in shown], padding=2, fontsize=7)
+        lo, hi = min(0.0, float(shown.min())), max(0.0, float(shown.max()))
+        span = (hi - lo) or 1.0
+        ax.set_xlim(lo - (0.2 if lo < 0 else 0.05) * span, hi + (0.2 if hi > 0 else 0.05) * span)
+    else:
+        ax.text(0.5, 0.5, "no features", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("attribution (red raises, blue lowers)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title(title, fontsize=10, parse_math=False)
+    return fig
+
+
+def feature_figure(
+    path: str | Path,
+    *,
+    names: Sequence[str],
+    values: Sequence[Any],
+    scores: Sequence[float],
+    title: str,
+) -> Path:
+    """Write tabular feature attributions as horizontal bars in signed colours.
+
+    One bar per feature, labelled ``name = value``, the MAX_FEATURES largest by ``|score|``
+    from the top down, coloured on the diverging colormap centred at 0 with limits
+    ``±max|score|`` (red raises, blue lowers), each with its score written beside it.
+    NaN scores count as 0.
+
+    Args:
+        path: the PNG to write (atomically).
+        names: the features' names (the manifest's columns).
+        values: each feature's value as given (numbers to 4 significant digits, None as -).
+        scores: one attribution per feature (signed).
+        title: the figure's title.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        UsageError: ``names``, ``values`` and ``scores`` differ in length.
+    """
+    fig = build_feature_figure(names=names, values=values, scores=scores, title=title)
+    return save_figure(fig, path)

@@ -317,13 +317,32 @@ def _cohorts(items: list[dict[str, Any]], figures: _Figures) -> dict[str, Any]:
 
 
 # -- sample cards (data for sample_card.html.j2) ----------------------------------------------
-def _tokens(tokens: list[Any]) -> list[dict[str, str]]:
-    """Token importances as coloured text (red raises, blue lowers); no script needed."""
-    pairs = [
-        (str(t.get("token", "")), float(t["score"]))
-        for t in tokens
+TOP_WORDS = 6
+"""Words the strongest-words table lists (by |score|)."""
+TOP_FEATURES = 20
+"""Features the features table lists (by |score|), as many as the feature figure shows."""
+
+
+def _scored(items: list[Any]) -> list[tuple[dict[str, Any], float]]:
+    """The objects of ``items`` that have a finite number ``score``, with it (-0.0 as 0.0), in
+    their order."""
+    return [
+        (t, float(t["score"]) + 0.0)
+        for t in items
         if isinstance(t, dict) and _is_number(t.get("score")) and math.isfinite(t["score"])
     ]
+
+
+def _score_cell(score: float) -> Cell:
+    """A score's cell, coloured by its sign (red raises, blue lowers; 0 plain)."""
+    span = "raises" if score > 0 else "lowers" if score < 0 else None
+    return {"text": _fmt(score), "num": True, "span": span}
+
+
+def _tokens(tokens: list[Any], key: str = "token") -> list[dict[str, str]]:
+    """Token (or word) importances as coloured text (red raises, blue lowers); no script
+    needed. ``key`` names each item's text."""
+    pairs = [(str(t.get(key, "")), score) for t, score in _scored(tokens)]
     if not pairs:
         return []
     m = max(abs(s) for _, s in pairs) or 1.0
@@ -338,15 +357,76 @@ def _tokens(tokens: list[Any]) -> list[dict[str, str]]:
     ]
 
 
+def _top_words(words: list[Any]) -> Table | None:
+    """The TOP_WORDS words of largest |score|: word, score (coloured by sign) and the sum of
+    the absolute attributions of its pieces where recorded."""
+    ranked = sorted(_scored(words), key=lambda p: -abs(p[1]))[:TOP_WORDS]
+    if not ranked:
+        return None
+    table = _table(["word", "score", "|attribution|"], [])
+    table["rows"] = [
+        [_cell(w.get("word")), _score_cell(score), _cell(w.get("abs_score", "-"))]
+        for w, score in ranked
+    ]
+    return table
+
+
+def _features(features: list[Any]) -> Table | None:
+    """The TOP_FEATURES features of largest |score|: name, value, score (coloured by sign); a
+    last row counts the rest."""
+    ranked = sorted(_scored(features), key=lambda p: -abs(p[1]))
+    if not ranked:
+        return None
+    table = _table(["feature", "value", "score"], [])
+    table["rows"] = [
+        [
+            _cell(f.get("name")),
+            {"text": _fmt(f.get("value"), 6), "num": _is_number(f.get("value")), "span": None},
+            _score_cell(score),
+        ]
+        for f, score in ranked[:TOP_FEATURES]
+    ]
+    if len(ranked) > TOP_FEATURES:
+        table["rows"].append(
+            [_cell(f"... ({len(ranked) - TOP_FEATURES} more)"), _cell(""), _cell("")]
+        )
+    return table
+
+
+def _shares(share: dict[str, Any]) -> list[dict[str, str]]:
+    """Each input's share of the attribution, in percent: ``{"name", "percent"}``."""
+    return [
+        {
+            "name": str(k),
+            "percent": f"{100 * v:.0f}%" if _is_number(v) and math.isfinite(v) else _fmt(v),
+        }
+        for k, v in share.items()
+    ]
+
+
 def _attribution_extras(a: dict[str, Any], figures: _Figures) -> list[dict[str, Any]]:
-    """What an explanation has beside its figure, each a ``kind`` the card template knows."""
+    """What an explanation has beside its figure, each a ``kind`` the card template knows, in
+    this order: the modality shares; the text's words (or tokens) coloured by score; the tables
+    of the strongest words and of the tabular features (side by side); the token and feature
+    figures (side by side where they fit); the region shares."""
     extras: list[dict[str, Any]] = []
+    tables: list[dict[str, Any]] = []
+    pictures: list[dict[str, Any]] = []
     share = a.get("modality_share")
     if isinstance(share, dict) and share:
-        extras.append({"kind": "modality_share", "text": _fmt(share)})
+        extras.append({"kind": "modality_share", "shares": _shares(share), "text": _fmt(share)})
+    words = a.get("words")
     tokens = a.get("tokens")
-    if isinstance(tokens, list) and tokens and (spans := _tokens(tokens)):
-        extras.append({"kind": "tokens", "tokens": spans})
+    if isinstance(words, list) and words and (spans := _tokens(words, "word")):
+        extras.append({"kind": "tokens", "label": "words", "sep": " ", "tokens": spans})
+        if (top := _top_words(words)) is not None:
+            tables.append({"kind": "table", "caption": "strongest words", "table": top})
+    elif isinstance(tokens, list) and tokens and (spans := _tokens(tokens)):
+        extras.append({"kind": "tokens", "label": "tokens", "sep": "", "tokens": spans})
+    features = a.get("features")
+    if isinstance(features, list) and features and (table := _features(features)) is not None:
+        caption = "features (largest |score| first)"
+        tables.append({"kind": "table", "caption": caption, "table": table})
     token_fig = a.get("tokens_figure")
     figure = a.get("figure")
     if token_fig is None and isinstance(figure, str) and figure.endswith(".png"):
@@ -354,15 +434,12 @@ def _attribution_extras(a: dict[str, Any], figures: _Figures) -> list[dict[str, 
         token_fig = guess if figures.exists(guess) else None
     if token_fig is not None:
         caption = f"{a.get('method')}: token importances"
-        extras.append({"kind": "figure", "figure": figures.figure(token_fig, caption)})
-    features = a.get("features")
-    if isinstance(features, list) and features:
-        ranked = sorted(
-            (f for f in features if isinstance(f, dict) and _is_number(f.get("score"))),
-            key=lambda f: -abs(float(f["score"])),
-        )
-        table = _table(["feature", "score"], [[f.get("name"), f["score"]] for f in ranked[:15]])
-        extras.append({"kind": "features", "table": table})
+        pictures.append({"kind": "figure", "figure": figures.figure(token_fig, caption)})
+    feature_fig = a.get("features_figure")
+    if feature_fig is not None:
+        caption = f"{a.get('method')}: feature importances"
+        pictures.append({"kind": "figure", "figure": figures.figure(feature_fig, caption)})
+    extras += tables + pictures
     region = a.get("region_share")
     if isinstance(region, dict) and region:
         extras.append({"kind": "region_share", "text": _fmt(region)})
