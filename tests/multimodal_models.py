@@ -78,12 +78,20 @@ class ImageTextNet(nn.Module):
         return logits
 
 
-def image_text_model(returns: str = "tensor", max_length: int = 12, **card: Any) -> Model:
+def image_text_model(
+    returns: str = "tensor",
+    max_length: int = 12,
+    labels: list[str] | None = None,
+    **card: Any,
+) -> Model:
+    """The image+text model as a card describes it: labels a, b, c for the logits (the
+    ``kind`` head); pass ``labels=[]`` for a card without labels (e.g. output = "size")."""
+    names = ["a", "b", "c"] if labels is None else labels
     return Model(
         module=ImageTextNet(returns=returns),
         name="imgtext",
-        labels=["a", "b", "c"],
-        num_outputs=3,
+        labels=names or None,
+        num_outputs=len(names) or None,
         inputs={
             "image": "pixel_values",
             "text": {"tokenizer": tokenizer_path(), "max_length": max_length},

@@ -49,6 +49,12 @@ def as_inputs(model: Model, inputs: Any) -> Inputs:
     """The batch, on the model's device and dtype, from a tensor ``[B, C, H, W]`` (or one image
     ``[C, H, W]``), named tensors (``{"image": ..., "features": ...}`` or an :class:`Inputs`),
     or image paths / PIL images (decoded robustly, preprocessed as the model's card says)."""
+    batch = _batch(model, inputs)
+    _check_entries(model, batch)
+    return batch
+
+
+def _batch(model: Model, inputs: Any) -> Inputs:
     import torch
 
     if isinstance(inputs, Inputs):
@@ -74,6 +80,20 @@ def as_inputs(model: Model, inputs: Any) -> Inputs:
     return batch
 
 
+def _check_entries(model: Model, batch: Inputs) -> None:
+    """A multimodal model's batch has every input its card names."""
+    if model.text is not None and "input_ids" not in batch and "text" not in batch:
+        raise UsageError(
+            f"model '{model.name}' takes text: give it with the image, e.g. "
+            "seewhy.explain(model, {'image': ..., 'text': ['...']})"
+        )
+    if model.tabular is not None and "tabular" not in batch:
+        raise UsageError(
+            f"model '{model.name}' takes tabular features ({', '.join(model.tabular.columns)}): "
+            "give them with the image, e.g. {'image': ..., 'tabular': rows}"
+        )
+
+
 def _named(model: Model, inputs: Mapping[str, Any]) -> Inputs:
     """Named inputs: ``image`` (a tensor, or image paths / PIL images), ``text`` (strings,
     tokenized as the card says), ``tabular`` (a normalised tensor ``[B, F]``, or rows of raw
@@ -84,7 +104,7 @@ def _named(model: Model, inputs: Mapping[str, Any]) -> Inputs:
     out: dict[str, Tensor] = {}
     for name, value in inputs.items():
         if name == "image" and not isinstance(value, torch.Tensor):
-            out[name] = as_inputs(model, value).image
+            out[name] = _batch(model, value).image
         elif name == "image":
             out[name] = _image_batch(value)
         elif name == "text" and not isinstance(value, torch.Tensor):

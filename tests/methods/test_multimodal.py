@@ -170,7 +170,7 @@ def test_outputs_that_are_not_one_tensor(returns: str, output: str | int | None)
 
 
 def test_a_multi_task_head_is_chosen_by_name_and_a_wrong_name_is_named() -> None:
-    size = image_text_model(returns="heads", output="size")
+    size = image_text_model(returns="heads", output="size", labels=[])
     (e,) = explain(size, {"image": _images(2), "text": TEXTS[:2]}, ["saliency"], target=1)
     assert e.output is not None and tuple(e.output.shape) == (2, 2)
     bad = image_text_model(returns="heads", output="sizes")
@@ -276,7 +276,7 @@ def test_target_head_colon_label_picks_a_head_of_a_multi_task_model() -> None:
     (size,) = explain(kind, batch, ["ig(steps=8)"], target="size:1")
     assert size.output is not None and tuple(size.output.shape) == (2, 2)
     assert size.target_indices is not None and size.target_indices.tolist() == [1, 1]
-    only_size = image_text_model(returns="heads", output="size")
+    only_size = image_text_model(returns="heads", output="size", labels=[])
     (same,) = explain(only_size, batch, ["ig(steps=8)"], target=1)
     torch.testing.assert_close(size.raw["text"], same.raw["text"])
     # the card's own head keeps its labels: kind:c is class 2
@@ -363,3 +363,9 @@ def test_rise_text_scores_follow_the_words_a_model_reads() -> None:
     special = (ids == 101) | (ids == 102) | (ids == 0)
     assert float(e.attributions["text"][special].abs().max()) == 0.0
     assert float(e.attributions["text"][~special].abs().min()) > 0.0
+
+
+def test_a_head_on_a_model_that_returns_one_tensor_is_refused() -> None:
+    model = image_text_model()  # returns the logits tensor itself
+    with pytest.raises(ModelOutputError, match=r"output 'junk'.*one tensor"):
+        explain(model, {"image": _images(1), "text": TEXTS[:1]}, ["saliency"], target="junk:1")

@@ -139,10 +139,11 @@ def test_ig_finds_the_keyword_that_decides_an_image_text_classifier() -> None:
     with_keyword = [held[i] for i in chosen]
     batch_images = held_images[chosen]
 
+    # 16 Gauss-Legendre nodes: the figures below moved by < 1% from 32 nodes
     (e,) = explain(
         model,
         {"image": batch_images, "text": with_keyword},
-        ["ig(steps=32)"],
+        ["ig(steps=16)"],
         target="pred",
         batch_size=64,
     )
@@ -154,14 +155,14 @@ def test_ig_finds_the_keyword_that_decides_an_image_text_classifier() -> None:
         w["score"] for ws in e.per_sample["words"] for w in ws if w["word"] == KEYWORD
     ]
     assert len(keyword_scores) == 20
-    assert all(s > 0 for s in keyword_scores), keyword_scores  # raises "yes": least 7.97
+    assert all(s > 0 for s in keyword_scores), keyword_scores  # raises "yes": least 8.0
 
     # the same samples without the keyword, still explained for class 1 ("yes")
     without = [" ".join(w for w in t.split() if w != KEYWORD) for t in with_keyword]
     (e_without,) = explain(
         model,
         {"image": batch_images, "text": without},
-        ["ig(steps=32)"],
+        ["ig(steps=16)"],
         target=1,
         batch_size=64,
     )
@@ -172,7 +173,7 @@ def test_ig_finds_the_keyword_that_decides_an_image_text_classifier() -> None:
     assert float(share_without.mean()) < float(share_with.mean()), (share_with, share_without)
     assert int((share_without < share_with).sum()) >= 18, (share_with, share_without)
     # and the text's own |attribution| (over tokens x embedding dims) shrinks: measured mean
-    # 41.5 with the keyword, 27.2 without (0.66 times)
+    # 41.6 with the keyword, 27.2 without (0.65 times)
     text_with = e.raw["text"].abs().flatten(1).sum(1)
     text_without = e_without.raw["text"].abs().flatten(1).sum(1)
     assert float(text_without.mean()) < 0.8 * float(text_with.mean()), (text_with, text_without)

@@ -77,6 +77,13 @@ class Explanation:
     @property
     def map(self) -> Tensor:
         """The image attribution map ``[B, H, W]``."""
+        if "image" not in self.attributions:
+            from seewhy.core.errors import UsageError
+
+            raise UsageError(
+                f"this {self.method} explanation has no image map (it attributes "
+                f"{', '.join(self.attributions)}); read e.attributions[name]"
+            )
         return self.attributions["image"]
 
     def __len__(self) -> int:

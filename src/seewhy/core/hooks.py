@@ -192,7 +192,9 @@ def replace_output(layer: nn.Module, name: str, value: Tensor) -> Iterator[None]
                 f"embedding layer '{name}' gave {got} here, not {tuple(value.shape)}; name the "
                 "layer whose output is the token embeddings [B, T, D] in [inputs] text embedding"
             )
-        return value.to(out.dtype) if value.dtype != out.dtype else value
+        # a clone flows on, so an in-place op after the layer cannot touch ``value`` (a leaf
+        # that requires grad); the gradient still reaches ``value`` through it
+        return value.to(out.dtype) if value.dtype != out.dtype else value.clone()
 
     handle = layer.register_forward_hook(hook)
     try:

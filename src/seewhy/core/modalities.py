@@ -134,13 +134,20 @@ class TextSpec:
                 "card (a folder with tokenizer.json / vocab.txt)"
             )
         try:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer, local_files_only=True)
+            tok = AutoTokenizer.from_pretrained(self.tokenizer, local_files_only=True)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UsageError(
                 f"tokenizer '{self.tokenizer}' could not be loaded offline ({first}); give the "
                 "folder a saved tokenizer lives in"
             ) from None
+        if tok.pad_token is None:
+            raise UsageError(
+                f"tokenizer '{self.tokenizer}' has no pad token, which seewhy needs to pad texts "
+                "to max_length and as the text baseline; save the tokenizer with one (e.g. "
+                "tokenizer.pad_token = tokenizer.eos_token, as the model was trained)"
+            )
+        self._tokenizer = tok
         return self._tokenizer
 
     def encode(self, texts: Sequence[str]) -> tuple[dict[str, Tensor], list[bool]]:
@@ -173,7 +180,8 @@ class TextSpec:
         import torch
 
         tok = self.load_tokenizer()
-        special = torch.isin(ids, torch.tensor(sorted(set(tok.all_special_ids)), device=ids.device))
+        ids_special = set(tok.all_special_ids) - {tok.unk_token_id}  # [UNK] stands for a word
+        special = torch.isin(ids, torch.tensor(sorted(ids_special), device=ids.device))
         if mask is not None:
             special |= mask == 0
         return special
@@ -372,12 +380,25 @@ class Modalities:
             raise UsageError(
                 f"{where}: [inputs] image = {image!r} should be forward's argument name"
             )
-        return cls(
+        out = cls(
             image=image,
             text=TextSpec.parse(table["text"], where, base) if "text" in table else None,
             tabular=TabularSpec.parse(table["tabular"], where) if "tabular" in table else None,
             extra=extra,
         )
+        entries = ["image", *(out.text.entries if out.text else ()), *extra]
+        if out.tabular is not None:
+            entries.append(TABULAR)
+        seen: dict[str, str] = {}
+        for entry in entries:
+            arg = out.argument(entry)
+            if arg in seen:
+                raise UsageError(
+                    f"{where}: [inputs] gives forward's argument '{arg}' to both {seen[arg]} and "
+                    f"{entry}; each input needs its own argument"
+                )
+            seen[arg] = entry
+        return out
 
     @property
     def multimodal(self) -> bool:

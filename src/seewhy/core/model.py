@@ -132,13 +132,15 @@ class Model:
         run = self.module if module is None else module
         embeds = inputs.get(TEXT) if TEXT in inputs else None
         args = {k: v for k, v in inputs.items() if k != TEXT}
+        if len(args) == 1 and embeds is None and not self.modalities.multimodal:
+            return run(next(iter(args.values())))
+        named = {self.argument(k): v for k, v in args.items()}
+        first = [named.pop(n) for n in _positional_only(run) if n in named]
         if embeds is not None:
             name = self.embedding_name()
             with replace_output(dict(run.named_modules())[name], name, embeds):
-                return run(**{self.argument(k): v for k, v in args.items()})
-        if len(args) == 1 and not self.modalities.multimodal:
-            return run(next(iter(args.values())))
-        return run(**{self.argument(k): v for k, v in args.items()})
+                return run(*first, **named)
+        return run(*first, **named)
 
     # -- text -------------------------------------------------------------------------------
     def embedding_name(self) -> str:
@@ -157,13 +159,22 @@ class Model:
 
         name = self.embedding_name()
         layer = dict(self.module.named_modules())[name]
+        ids = inputs["input_ids"]
         with torch.no_grad():
             if isinstance(layer, tnn.Embedding):
-                return layer(inputs["input_ids"]).detach()
-            plain = Inputs({k: v for k, v in inputs.items() if k != TEXT})
-            with capture_output(layer, name, leaf=False) as seen:
-                self.call(plain)
-            return seen.get()
+                out = layer(ids).detach()
+            else:
+                plain = Inputs({k: v for k, v in inputs.items() if k != TEXT})
+                with capture_output(layer, name, leaf=False) as seen:
+                    self.call(plain)
+                out = seen.get()
+        if out.ndim != 3 or tuple(out.shape[:2]) != tuple(ids.shape):
+            raise UsageError(
+                f"text embedding layer '{name}' gives {tuple(out.shape)}, not one vector per "
+                f"token [B, T, D] with [B, T] = {tuple(ids.shape)}; name the layer that embeds "
+                "each token in [inputs] text embedding"
+            )
+        return out
 
     def with_text_embedding(self, inputs: Inputs) -> Inputs:
         """The batch with its ``text`` entry (the token embeddings), if the model takes text
@@ -199,6 +210,13 @@ class Model:
 
         out = output_tensor(self.call(Inputs.of(inputs), module), self.output)
         check_output(out)
+        if self.num_outputs and out.shape[1] != self.num_outputs:
+            labels = f"{len(self.labels)} labels" if self.labels else f"{self.num_outputs} outputs"
+            raise ModelOutputError(
+                f"model '{self.name}' gave {out.shape[1]} outputs, but its card says {labels}; "
+                "if forward returns a tuple or dict, name the output to explain (output = 1, or "
+                'output = "logits")'
+            )
         return out
 
     # -- targets ----------------------------------------------------------------------------
@@ -269,6 +287,18 @@ class Model:
             "layer": self.layer,
             "preprocess": self.preprocess.describe(),
         }
+
+
+def _positional_only(module: nn.Module) -> list[str]:
+    """The leading positional-only parameters of ``module.forward`` (``def forward(self, x,
+    /, ...)``), which must be passed by position; none when the signature cannot be read."""
+    import inspect
+
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_ONLY]
 
 
 def check_output(out: Tensor) -> None:

@@ -38,6 +38,11 @@ def output_tensor(output: Any, select: str | int | None = None) -> Tensor:
     import torch
 
     out = output
+    if isinstance(out, torch.Tensor) and select is not None and _as_index(select) is None:
+        raise ModelOutputError(
+            f"output '{select}': the model returns one tensor, which has no named outputs or "
+            "heads; drop output from the card (or the HEAD: of --target)"
+        )
     if select is not None and not isinstance(out, torch.Tensor):
         out = _select_output(out, select)
     elif hasattr(out, "logits"):

@@ -433,7 +433,7 @@ def _manifest_drafts(
         s = Sample(
             id="",
             image_path=image or "",
-            text=None if text_col is None else str(r[text_col]),
+            text=None if text_col is None or _blank(r[text_col]) else str(r[text_col]),
             truth=None if target_col is None else str(r[target_col]),
             mask_path=None if mask_col is None else resolve(r[mask_col]),
             row=r,

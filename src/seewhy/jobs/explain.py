@@ -14,7 +14,13 @@ from seewhy.data.output import OutputFolder, done_results
 from seewhy.data.samples import Sample, unique_ids
 from seewhy.data.summary import prediction, upsert
 from seewhy.jobs.compare import compare_models
-from seewhy.jobs.multimodal import check_samples, named_batch, records, request_inputs
+from seewhy.jobs.multimodal import (
+    check_samples,
+    named_batch,
+    records,
+    request_inputs,
+    usable_row,
+)
 from seewhy.jobs.regression import is_lowering, one_map_note, opposites, raises_and_lowers
 from seewhy.jobs.resume import request as resume_request
 
@@ -135,6 +141,9 @@ def _validate(
                 "or use seewhy.explain(..., target='all') from Python"
             )
         _check_classes(m, targets[0], opts.target, samples)
+        for method in _methods(opts, None):  # e.g. precision=bfloat16 where not native
+            if not _reads_a_layer(method.name):
+                method.check_applicable(m.module)
         check_samples(m, samples, "the manifest" if any(s.row for s in samples) else "--data")
         layers[m.name] = None
         if not cams or m.modalities.multimodal:  # a multimodal model's layer: on its batch
@@ -564,6 +573,9 @@ class _Run:
                 for i in self.background_ids()
             ]
             rows = [by_id[i] for i in self.background_ids()]
+            usable = [k for k, r in enumerate(rows) if usable_row(model, r)]  # bad rows: skipped
+            images = [images[k] for k in usable]
+            rows = [rows[k] for k in usable]
             self._background[model.name] = (
                 named_batch(model, model.preprocess(images), rows)[0] if images else None
             )

@@ -32,11 +32,10 @@ def check_samples(model: Model, samples: Sequence[Sample], where: str) -> None:
     """Run-level checks before any work (exit 2): a text model needs a text per sample; a
     tabular model needs its columns in the manifest."""
     if model.text is not None:
-        missing = [s.id for s in samples if s.text is None]
-        if missing:
+        if samples and all(s.text is None for s in samples):  # a forgotten --text
             raise UsageError(
-                f"model '{model.name}' takes text, but {len(missing)} sample(s) have none "
-                f'({", ".join(missing[:3])}); give --text "..." or a manifest with --text-col'
+                f"model '{model.name}' takes text, but no sample has any; give --text \"...\" "
+                "or a manifest with --text-col"
             )
         model.text.load_tokenizer()  # a bad tokenizer path fails here, once
     if model.tabular is not None:
@@ -63,7 +62,10 @@ def named_batch(model: Model, images: Tensor, samples: Sequence[Sample]) -> tupl
     inputs: dict[str, Any] = {"image": images}
     truncated = [False] * len(samples)
     if model.text is not None:
-        texts = [s.text or "" for s in samples]
+        for s in samples:  # a blank text cell fails its sample alone
+            if s.text is None:
+                raise UsageError(f"sample {s.id} has no text (a blank --text-col cell)")
+        texts = [str(s.text) for s in samples]
         entries, truncated = model.text.encode(texts)
         inputs.update(entries)
     if model.tabular is not None:
@@ -78,6 +80,18 @@ def named_batch(model: Model, images: Tensor, samples: Sequence[Sample]) -> tupl
                     raise UsageError(f"sample {s.id}: {reason}") from None
             raise
     return inputs, truncated
+
+
+def usable_row(model: Model, sample: Sample) -> bool:
+    """Whether a sample can be a background row: its text present, its features numbers."""
+    if model.text is not None and sample.text is None:
+        return False
+    if model.tabular is not None:
+        try:
+            model.tabular.encode([sample.row])
+        except UsageError:
+            return False
+    return True
 
 
 def request_inputs(model: Model, sample: Sample) -> dict[str, Any]:

@@ -21,6 +21,8 @@ def request(sample: Sample, model: Model, target: str) -> dict[str, Any]:
         "model": [d.get("arch"), d.get("task"), d.get("labels"), d.get("layer")],
         "preprocess": d.get("preprocess"),
         "checkpoint": stamp(d.get("checkpoint")),
+        "inputs": model.inputs or None,  # another normalisation, tokenizer or column recomputes
+        "output": model.output,  # another output or head recomputes
     }
 
 

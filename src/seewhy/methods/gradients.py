@@ -326,6 +326,30 @@ PRECISIONS = ("float32", "bfloat16", "auto")
 bfloat16 natively), ``auto`` (bfloat16 where native, else the model's own)."""
 
 
+def _check_precision_applies(method: str, precision: str, module: Any) -> None:
+    """``precision=bfloat16`` refused up front (before any work) where it cannot run."""
+    import torch
+
+    from seewhy.core.engine import bf16_native
+
+    if precision != "bfloat16":
+        return
+    p = next((q for q in module.parameters() if q.is_floating_point()), None)
+    device = p.device if p is not None else torch.device("cpu")
+    dtype = p.dtype if p is not None else torch.float32
+    if dtype != torch.float32 or not bf16_native(device):
+        where = (
+            f"a {str(dtype).removeprefix('torch.')} model"
+            if dtype != torch.float32
+            else f"this {device.type}, which does not compute bfloat16 natively "
+            "(it would be slower than float32)"
+        )
+        raise UsageError(
+            f"{method}(precision=bfloat16) runs only on a float32 model on hardware that "
+            f"computes bfloat16 natively, not on {where}; use precision=float32 or auto"
+        )
+
+
 def _check_precision(method: str, precision: Any) -> None:
     if precision not in PRECISIONS:
         raise UsageError(
@@ -397,6 +421,12 @@ class GradientMethod(Method):
         """The raw attribution per attributed name (float32, the input's shape)."""
         raise NotImplementedError
 
+    def check_applicable(self, module: Any) -> None:
+        """``precision=bfloat16`` where the hardware cannot run it: refused before any work."""
+        super().check_applicable(module)
+        precision = getattr(self, "precision", "float32")
+        _check_precision_applies(self.name, precision, module)
+
     def display(self, raw: Tensor) -> Tensor:
         """The displayed image map ``[B, H, W]`` from the raw ``[B, C, H, W]``: the sum over
         channels for signed methods; the largest ``|value|`` over channels for unsigned ones."""
@@ -454,6 +484,8 @@ class GradientMethod(Method):
         results = []
         for m, a in done:
             raw = {n: a.raw[n].detach().float() for n in names}
+            for n, fixed in run.fixed.items():  # special tokens and padding: no attribution
+                raw[n] = raw[n].masked_fill(fixed, 0.0)
             shown = {
                 n: m.display(raw[n]) if n == IMAGE else _fold(n, raw[n], m.signed) for n in names
             }
@@ -463,7 +495,7 @@ class GradientMethod(Method):
                     model.text,
                     x["input_ids"],
                     x.get("attention_mask"),
-                    raw[TEXT].sum(dim=-1),
+                    shown[TEXT],  # signed: the sum over D; unsigned: the sum of |value|
                     raw[TEXT].abs().sum(dim=-1),
                 )
                 per_sample = {"tokens": tokens, "words": words}
