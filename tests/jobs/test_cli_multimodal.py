@@ -201,6 +201,8 @@ def test_text_column_and_tabular_columns_from_a_manifest(folder: Path) -> None:
     )
     assert set(ig["modality_share"]) == {"image", "tabular"}
     assert ig["features_figure"].endswith("fusion__ig__features.png")
+    assert ig["combined_figure"].endswith("fusion__ig__combined.png")
+    assert (folder / "out" / ig["combined_figure"]).is_file()
     assert (folder / "out" / ig["features_figure"]).is_file()
     assert "sqft" in (folder / "out" / "report.html").read_text()
 

@@ -408,3 +408,40 @@ def test_a_browser_shows_the_words_as_text_and_runs_nothing(tmp_path: Path) -> N
     assert "modality share: image 62% · text 38%" in text
     assert "words: a <script> fracture near " + EVIL in text
     assert "<b>water</b>" in text
+
+
+def test_combined_figure_panels_follow_the_scores_and_shares() -> None:
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    from seewhy.render.figures import build_combined_figure
+
+    image = np.zeros((20, 20, 3), dtype=np.uint8)
+    heat = np.linspace(-1, 1, 400, dtype=np.float32).reshape(20, 20)
+    words = [("red", 0.5), ("the", -0.1), ("fracture", -0.9)]
+    feats = [("sqft", 2.0), ("grade", -1.0)]
+    fig = build_combined_figure(
+        image=image,
+        heatmap=heat,
+        title="t",
+        signed=True,
+        words=words,
+        features=feats,
+        shares={"image": 0.25, "text": 0.5, "tabular": 0.25},
+    )
+    img_ax, word_ax, feat_ax, share_ax = fig.axes[:4]
+    bars = [p for p in word_ax.patches if isinstance(p, Rectangle)]
+    # largest |score| on top (the last bar drawn), signs kept
+    assert [round(b.get_width(), 3) for b in bars] == [-0.1, 0.5, -0.9]
+    labels = [t.get_text() for t in word_ax.get_yticklabels()]
+    assert labels == ["the", "red", "fracture"]
+    assert bars[1].get_facecolor()[0] > bars[1].get_facecolor()[2]  # red raises
+    assert bars[2].get_facecolor()[2] > bars[2].get_facecolor()[0]  # blue lowers
+    heights = [p.get_height() for p in share_ax.patches if isinstance(p, Rectangle)]
+    assert heights == [0.25, 0.5, 0.25]
+    assert [t.get_text() for t in share_ax.texts] == ["25%", "50%", "25%"]
+    assert [round(p.get_width(), 3) for p in feat_ax.patches if isinstance(p, Rectangle)] == [
+        -1.0,
+        2.0,
+    ]
+    del img_ax

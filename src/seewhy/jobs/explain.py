@@ -623,6 +623,10 @@ class _Run:
                 entry["features_figure"] = self.draw_features(
                     model, item.sample, e, entry["features"]
                 )
+            if "modality_share" in entry:
+                entry["combined_figure"] = self.draw_combined(
+                    model, item.sample, e, entry, heat, shown
+                )
             if notes:  # what the user asked for was replaced (a fallback baseline ...)
                 entry["notes"] = notes
             attributions.append(entry)
@@ -631,6 +635,33 @@ class _Run:
         if model.text is not None:
             entry["text"] = {"truncated": truncated, "max_length": model.text.max_length}
         return entry, maps
+
+    def draw_combined(
+        self,
+        model: Model,
+        sample: Sample,
+        e: Explanation,
+        entry: dict[str, Any],
+        heat: np.ndarray,
+        shown: _Shown,
+    ) -> str:
+        """The combined figure ``<model>__<method>__combined.png``: the map over the image,
+        the strongest words and features, and each input's share; returns its path."""
+        from seewhy.render.figures import combined_figure
+
+        path = self.out.figure(sample.id, model.name, e.method, suffix="__combined")
+        combined_figure(
+            path,
+            image=shown.image,
+            heatmap=heat,
+            title=f"{sample.id} · {model.name} · {e.method}",
+            signed=e.signed,
+            grayscale=shown.grayscale,
+            words=[(w["word"], w["score"]) for w in entry.get("words", [])],
+            features=[(f["name"], f["score"]) for f in entry.get("features", [])],
+            shares=entry["modality_share"],
+        )
+        return self.out.rel(path)
 
     def draw_features(
         self, model: Model, sample: Sample, e: Explanation, features: list[dict[str, Any]]

@@ -781,3 +781,107 @@ def feature_figure(
     """
     fig = build_feature_figure(names=names, values=values, scores=scores, title=title)
     return save_figure(fig, path)
+
+
+def build_combined_figure(
+    *,
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    title: str,
+    signed: bool,
+    grayscale: bool = False,
+    words: Sequence[tuple[str, float]] = (),
+    features: Sequence[tuple[str, float]] = (),
+    shares: dict[str, float] | None = None,
+) -> Figure:
+    """The combined figure, drawn but not saved (see :func:`combined_figure`)."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    panels = 1 + bool(words) + bool(features) + bool(shares)
+    fig = _figure(3.6 * panels, 3.6, constrained=True)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    img = _display_image(_as_image(image))
+    heat, _ = _as_map(heatmap)
+    heat = _resize(heat, img.shape[:2])
+    _overlay(axes[0], img, heat, grayscale, signed)
+    axes[0].set_title("image", fontsize=9)
+    cmap = colormaps[DIVERGING]
+    k = 1
+    for name, items in (("words", words), ("features", features)):
+        if not items:
+            continue
+        ax = axes[k]
+        k += 1
+        top = sorted(items, key=lambda t: -abs(float(t[1])))[:12][::-1]
+        values = np.nan_to_num(np.array([float(v) for _, v in top], dtype=np.float64))
+        m = _limit(values)
+        ax.barh(
+            range(len(top)),
+            values,
+            color=[_signed_color(cmap, float(v), m) for v in values],
+            edgecolor="0.3",
+            linewidth=0.4,
+        )
+        ax.set_yticks(
+            range(len(top)), labels=[_short(str(n)) for n, _ in top], fontsize=8, parse_math=False
+        )
+        ax.axvline(0, color="black", linewidth=0.6)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_title(f"{name} (red raises, blue lowers)", fontsize=9)
+    if shares:
+        ax = axes[k]
+        names = list(shares)
+        share_values = [float(shares[n]) for n in names]
+        ax.bar(range(len(names)), share_values, color="0.45")
+        ax.set_xticks(range(len(names)), labels=names, fontsize=8, parse_math=False)
+        ax.set_ylim(0, 1)
+        for i, v in enumerate(share_values):
+            ax.text(i, v + 0.02, f"{v:.0%}", ha="center", fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_title("share of |attribution|", fontsize=9)
+    fig.suptitle(title, fontsize=TITLE_FONT)
+    return fig
+
+
+def combined_figure(
+    path: str | Path,
+    *,
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    title: str,
+    signed: bool,
+    grayscale: bool = False,
+    words: Sequence[tuple[str, float]] = (),
+    features: Sequence[tuple[str, float]] = (),
+    shares: dict[str, float] | None = None,
+) -> Path:
+    """Write one sample's explanation by a multimodal model in one row of panels: the map over
+    the image, the strongest words and features as signed bars (the 12 largest by |score|,
+    largest on top), and each input's share of the total |attribution|.
+
+    Args:
+        path: the PNG to write (atomically).
+        image: uint8 HxWx3 (or HxW), the image as the model saw it.
+        heatmap: float HxW, resized to the image.
+        title: the figure's title.
+        signed: whether the map keeps a sign (diverging colours).
+        grayscale: show the image in gray.
+        words: ``(word, score)`` pairs; none: no words panel.
+        features: ``(name, score)`` pairs; none: no features panel.
+        shares: input name -> share; none: no shares panel.
+
+    Returns:
+        ``path``.
+    """
+    fig = build_combined_figure(
+        image=image,
+        heatmap=heatmap,
+        title=title,
+        signed=signed,
+        grayscale=grayscale,
+        words=words,
+        features=features,
+        shares=shares,
+    )
+    return save_figure(fig, path)

@@ -439,6 +439,10 @@ def _attribution_extras(a: dict[str, Any], figures: _Figures) -> list[dict[str, 
     if feature_fig is not None:
         caption = f"{a.get('method')}: feature importances"
         pictures.append({"kind": "figure", "figure": figures.figure(feature_fig, caption)})
+    combined = a.get("combined_figure")
+    if isinstance(combined, str) and combined:
+        caption = f"{a.get('method')}: image, words, features and shares together"
+        pictures.insert(0, {"kind": "figure", "figure": figures.figure(combined, caption)})
     extras += tables + pictures
     region = a.get("region_share")
     if isinstance(region, dict) and region:
