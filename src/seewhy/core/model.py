@@ -210,12 +210,12 @@ class Model:
 
         out = output_tensor(self.call(Inputs.of(inputs), module), self.output)
         check_output(out)
-        if self.num_outputs and out.shape[1] != self.num_outputs:
-            labels = f"{len(self.labels)} labels" if self.labels else f"{self.num_outputs} outputs"
+        if self.labels and out.shape[1] > len(self.labels):
+            # wider than the labels the user gave: another output (features?) is being read
             raise ModelOutputError(
-                f"model '{self.name}' gave {out.shape[1]} outputs, but its card says {labels}; "
-                "if forward returns a tuple or dict, name the output to explain (output = 1, or "
-                'output = "logits")'
+                f"model '{self.name}' gave {out.shape[1]} outputs, but its card has "
+                f"{len(self.labels)} labels; if forward returns a tuple or dict, name the output "
+                'to explain (output = 1, or output = "logits")'
             )
         return out
 

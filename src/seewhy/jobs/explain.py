@@ -660,6 +660,8 @@ class _Run:
             words=[(w["word"], w["score"]) for w in entry.get("words", [])],
             features=[(f["name"], f["score"]) for f in entry.get("features", [])],
             shares=entry["modality_share"],
+            words_signed=e.is_signed("text"),
+            features_signed=e.is_signed("tabular"),
         )
         return self.out.rel(path)
 

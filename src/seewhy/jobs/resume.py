@@ -14,16 +14,19 @@ def request(sample: Sample, model: Model, target: str) -> dict[str, Any]:
     """What a (sample, model) result was computed from. A rerun reuses finished results only
     when this is unchanged: another --target, layer, checkpoint or image file recomputes."""
     d = model.describe()
-    return {
+    out = {
         "target": target.strip(),
         "sample_target": sample.truth,
         "image": stamp(sample.image_path),
         "model": [d.get("arch"), d.get("task"), d.get("labels"), d.get("layer")],
         "preprocess": d.get("preprocess"),
         "checkpoint": stamp(d.get("checkpoint")),
-        "inputs": model.inputs or None,  # another normalisation, tokenizer or column recomputes
-        "output": model.output,  # another output or head recomputes
     }
+    if model.inputs:  # another normalisation, tokenizer or column recomputes
+        out["inputs"] = model.inputs
+    if model.output is not None:  # another output or head recomputes
+        out["output"] = model.output
+    return out
 
 
 def stamp(path: Any) -> list[Any] | None:

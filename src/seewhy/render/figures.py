@@ -793,6 +793,8 @@ def build_combined_figure(
     words: Sequence[tuple[str, float]] = (),
     features: Sequence[tuple[str, float]] = (),
     shares: dict[str, float] | None = None,
+    words_signed: bool = True,
+    features_signed: bool = True,
 ) -> Figure:
     """The combined figure, drawn but not saved (see :func:`combined_figure`)."""
     import numpy as np
@@ -808,7 +810,10 @@ def build_combined_figure(
     axes[0].set_title("image", fontsize=9)
     cmap = colormaps[DIVERGING]
     k = 1
-    for name, items in (("words", words), ("features", features)):
+    for name, items, sign in (
+        ("words", words, words_signed),
+        ("features", features, features_signed),
+    ):
         if not items:
             continue
         ax = axes[k]
@@ -828,14 +833,14 @@ def build_combined_figure(
         )
         ax.axvline(0, color="black", linewidth=0.6)
         ax.tick_params(axis="x", labelsize=7)
-        ax.set_title(f"{name} (red raises, blue lowers)", fontsize=9)
+        ax.set_title(f"{name} ({'red raises, blue lowers' if sign else 'magnitude'})", fontsize=9)
     if shares:
         ax = axes[k]
         names = list(shares)
         share_values = [float(shares[n]) for n in names]
         ax.bar(range(len(names)), share_values, color="0.45")
         ax.set_xticks(range(len(names)), labels=names, fontsize=8, parse_math=False)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.15)  # room for the labels above full bars
         for i, v in enumerate(share_values):
             ax.text(i, v + 0.02, f"{v:.0%}", ha="center", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
@@ -855,6 +860,8 @@ def combined_figure(
     words: Sequence[tuple[str, float]] = (),
     features: Sequence[tuple[str, float]] = (),
     shares: dict[str, float] | None = None,
+    words_signed: bool = True,
+    features_signed: bool = True,
 ) -> Path:
     """Write one sample's explanation by a multimodal model in one row of panels: the map over
     the image, the strongest words and features as signed bars (the 12 largest by |score|,
@@ -870,6 +877,8 @@ def combined_figure(
         words: ``(word, score)`` pairs; none: no words panel.
         features: ``(name, score)`` pairs; none: no features panel.
         shares: input name -> share; none: no shares panel.
+        words_signed, features_signed: whether those scores keep a sign (else magnitudes:
+            the panel says so instead of "red raises, blue lowers").
 
     Returns:
         ``path``.
@@ -883,5 +892,7 @@ def combined_figure(
         words=words,
         features=features,
         shares=shares,
+        words_signed=words_signed,
+        features_signed=features_signed,
     )
     return save_figure(fig, path)
