@@ -393,29 +393,49 @@ def multimodal_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str
     with torch.no_grad():
         cls = net(x["image"], x["input_ids"], x["attention_mask"]).argmax(1)
 
-    def eg_floor() -> object:
-        for p in net.parameters():
-            p.requires_grad_(False)
+    Points = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+    def floor_of(start: Callable[[], Points]) -> Run:
+        """The floor of a method whose points ``start()`` builds: ``points(rows)`` gives the
+        rows' samples, images and word embeddings; forward+backward to both, ``bs`` rows at a
+        time, parameters frozen."""
+
+        def run() -> object:
+            points = start()
+            flags = [q.requires_grad for q in net.parameters()]
+            for q in net.parameters():
+                q.requires_grad_(False)
+            try:
+                total = 0.0
+                for s in range(0, n * draws, bs):
+                    sample, img, emb = points(torch.arange(s, min(n * draws, s + bs)))
+                    img.requires_grad_(True)
+                    emb.requires_grad_(True)
+                    out = net(img, attention_mask=xe["attention_mask"][sample], inputs_embeds=emb)
+                    score = out.gather(1, cls[sample, None]).sum()
+                    gi, ge = torch.autograd.grad(score, [img, emb])
+                    total += float(gi.sum() + ge.sum())
+                return total
+            finally:
+                for q, f in zip(net.parameters(), flags, strict=True):
+                    q.requires_grad_(f)
+
+        return run
+
+    def eg_points() -> Points:
         g = torch.Generator().manual_seed(1)
-        total = 0.0
-        rows = torch.arange(n * draws)
-        for s in range(0, n * draws, bs):
-            r = rows[s : s + bs]
+
+        def points(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             sample = r // draws
             pick = torch.randint(n_bg, (len(r),), generator=g)
             a = torch.rand(len(r), generator=g)
-            img = bge["image"][pick] + a.view(-1, 1, 1, 1) * (
-                xe["image"][sample] - bge["image"][pick]
-            )
-            emb = bge["text"][pick] + a.view(-1, 1, 1) * (xe["text"][sample] - bge["text"][pick])
-            img.requires_grad_(True)
-            emb.requires_grad_(True)
-            out = net(img, attention_mask=xe["attention_mask"][sample], inputs_embeds=emb)
-            gi, ge = torch.autograd.grad(out.gather(1, cls[sample, None]).sum(), [img, emb])
-            total += float(gi.sum() + ge.sum())
-        for p in net.parameters():
-            p.requires_grad_(True)
-        return total
+            bi, bt = bge["image"][pick], bge["text"][pick]
+            img = bi + a.view(-1, 1, 1, 1) * (xe["image"][sample] - bi)
+            return sample, img, bt + a.view(-1, 1, 1) * (xe["text"][sample] - bt)
+
+        return points
+
+    eg_floor = floor_of(eg_points)
 
     def ours_eg() -> object:
         return seewhy.explain(
@@ -461,27 +481,24 @@ def multimodal_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str
         for k, v in t.items()
     ]
 
-    def ig_floor() -> object:
+    def ig_points() -> Points:
         from seewhy.methods.gradients import quadrature
 
         alphas = torch.tensor(quadrature("gauss-legendre", draws)[0])
         base = model.text_baseline(xe)
-        for p in net.parameters():
-            p.requires_grad_(False)
-        total = 0.0
-        r_all = torch.arange(n * draws)
-        for s in range(0, n * draws, bs):
-            r = r_all[s : s + bs]
+
+        def points(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             sample, a = r // draws, alphas[r % draws]
-            img = (a.view(-1, 1, 1, 1) * xe["image"][sample]).requires_grad_(True)
-            emb = base[sample] + a.view(-1, 1, 1) * (xe["text"][sample] - base[sample])
-            emb.requires_grad_(True)
-            out = net(img, attention_mask=xe["attention_mask"][sample], inputs_embeds=emb)
-            gi, ge = torch.autograd.grad(out.gather(1, cls[sample, None]).sum(), [img, emb])
-            total += float(gi.sum() + ge.sum())
-        for p in net.parameters():
-            p.requires_grad_(True)
-        return total
+            img = a.view(-1, 1, 1, 1) * xe["image"][sample]
+            return (
+                sample,
+                img,
+                base[sample] + a.view(-1, 1, 1) * (xe["text"][sample] - base[sample]),
+            )
+
+        return points
+
+    ig_floor = floor_of(ig_points)
 
     ig = IntegratedGradients(
         lambda img, emb, mask: net(img, attention_mask=mask, inputs_embeds=emb)

@@ -9,34 +9,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor, nn
+from test_gradients import _images as images
+from test_gradients import smooth_cnn
+from torch import Tensor
 
 import seewhy.core.engine as engine
 from seewhy import explain
 from seewhy.core.errors import UsageError
 from seewhy.methods.gradients import ExpectedGradients, IntegratedGradients, SmoothGrad
 from seewhy.methods.registry import create_method, parse_method_spec
-
-
-def _smooth_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    first, second = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, stride=2)
-    with torch.no_grad():
-        first.weight.mul_(4)
-        second.weight.mul_(4)
-    return nn.Sequential(
-        first,
-        nn.Softplus(),
-        second,
-        nn.GELU(),
-        nn.AdaptiveAvgPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32, 3),
-    ).eval()
-
-
-def _images(n: int) -> Tensor:
-    return torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(1))
 
 
 @pytest.fixture
@@ -49,7 +30,7 @@ def _pearson(a: Tensor, b: Tensor) -> float:
 
 
 def test_ig_bfloat16_completeness_within_two_percent(native: None) -> None:
-    model, x = _smooth_cnn(), _images(3)
+    model, x = smooth_cnn(), images(3)
     e = IntegratedGradients(steps=64, precision="bfloat16")(model, x, "pred")
     exact = IntegratedGradients(steps=64)(model, x, "pred")
     assert e.params["forward_dtype"] == "bfloat16"
@@ -75,7 +56,7 @@ def test_ig_bfloat16_completeness_within_two_percent(native: None) -> None:
 def test_smoothgrad_and_expected_gradients_bfloat16_agree_with_float32(
     native: None, method: str
 ) -> None:
-    model, x = _smooth_cnn(), _images(4)
+    model, x = smooth_cnn(), images(4)
     low = explain(model, x, [method], target="pred", seed=3)[0]
     exact = explain(model, x, [method.replace("bfloat16", "float32")], target="pred", seed=3)[0]
     assert low.params["forward_dtype"] == "bfloat16"
@@ -85,7 +66,7 @@ def test_smoothgrad_and_expected_gradients_bfloat16_agree_with_float32(
 
 def test_bfloat16_refused_where_not_native(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "bf16_native", lambda device: False)
-    model, x = _smooth_cnn(), _images(2)
+    model, x = smooth_cnn(), images(2)
     with pytest.raises(UsageError, match=r"ig\(precision=bfloat16\).*natively.*float32 or auto"):
         IntegratedGradients(steps=4, precision="bfloat16")(model, x, "pred")
     # auto falls back to the model's own precision
@@ -94,7 +75,7 @@ def test_bfloat16_refused_where_not_native(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_bfloat16_refused_on_a_double_model(native: None) -> None:
-    model, x = _smooth_cnn().double(), _images(2).double()
+    model, x = smooth_cnn().double(), images(2).double()
     with pytest.raises(UsageError, match="float64 model"):
         SmoothGrad(samples=2, precision="bfloat16")(model, x, "pred")
     e = SmoothGrad(samples=2, precision="auto")(model, x, "pred")
@@ -102,7 +83,7 @@ def test_bfloat16_refused_on_a_double_model(native: None) -> None:
 
 
 def test_auto_is_bfloat16_where_native(native: None) -> None:
-    model, x = _smooth_cnn(), _images(2)
+    model, x = smooth_cnn(), images(2)
     e = ExpectedGradients(samples=4, precision="auto")(model, x, "pred")
     assert e.params["forward_dtype"] == "bfloat16"
 

@@ -41,6 +41,20 @@ TEXT_ENTRIES = ("input_ids", "attention_mask", "token_type_ids")
 """The batch entries that carry a text, in the order of the text spec's ``args``."""
 
 
+def _check_table(table: Any, spec: type, where: str, what: str, example: str) -> None:
+    """``[inputs] <what>`` is a table whose keys are ``spec``'s public fields; else a one-line
+    error with an example, or the closest key."""
+    if not isinstance(table, Mapping):
+        raise UsageError(f"{where}: [inputs] {what} should be a table, e.g. {what} = {example}")
+    known = [f.name for f in dataclasses.fields(spec) if not f.name.startswith("_")]
+    for key in table:
+        if key not in known:
+            raise UsageError(
+                f"{where}: [inputs] {what} has an unknown key '{key}'"
+                f"{did_you_mean(key, known)} Known keys: {', '.join(known)}"
+            )
+
+
 @dataclass
 class TextSpec:
     """How a model takes text (the card's ``[inputs] text``).
@@ -65,18 +79,13 @@ class TextSpec:
     def parse(cls, table: Any, where: str, base: Path | None = None) -> TextSpec:
         if isinstance(table, str):
             table = {"tokenizer": table}
-        if not isinstance(table, Mapping):
-            raise UsageError(
-                f"{where}: [inputs] text should be a table, e.g. text = {{ args = "
-                '["input_ids", "attention_mask"], tokenizer = "path" }'
-            )
-        known = ("args", "tokenizer", "max_length", "embedding")
-        for key in table:
-            if key not in known:
-                raise UsageError(
-                    f"{where}: [inputs] text has an unknown key '{key}'"
-                    f"{did_you_mean(key, known)} Known keys: {', '.join(known)}"
-                )
+        _check_table(
+            table,
+            cls,
+            where,
+            "text",
+            '{ args = ["input_ids", "attention_mask"], tokenizer = "path" }',
+        )
         args = table.get("args", ["input_ids", "attention_mask"])
         if (
             not isinstance(args, list)
@@ -187,9 +196,12 @@ class TextSpec:
         return special
 
     def pad_id(self) -> int:
-        tok = self.load_tokenizer()
-        pad = tok.pad_token_id
-        return int(pad) if pad is not None else 0
+        return int(self.load_tokenizer().pad_token_id)  # load_tokenizer refuses a missing one
+
+    def padded(self, ids: Tensor, remove: Tensor) -> Tensor:
+        """``ids`` with the tokens where ``remove`` is True replaced by [PAD] (the text
+        baseline: the position and its attention are kept)."""
+        return ids.masked_fill(remove.to(ids.device), self.pad_id())
 
     # -- the embedding layer ----------------------------------------------------------------
     def embedding_name(self, module: nn.Module) -> str:
@@ -244,18 +256,7 @@ class TabularSpec:
 
     @classmethod
     def parse(cls, table: Any, where: str) -> TabularSpec:
-        if not isinstance(table, Mapping):
-            raise UsageError(
-                f"{where}: [inputs] tabular should be a table, e.g. tabular = "
-                '{ arg = "features", columns = ["a", "b"] }'
-            )
-        known = ("arg", "columns", "mean", "std")
-        for key in table:
-            if key not in known:
-                raise UsageError(
-                    f"{where}: [inputs] tabular has an unknown key '{key}'"
-                    f"{did_you_mean(key, known)} Known keys: {', '.join(known)}"
-                )
+        _check_table(table, cls, where, "tabular", '{ arg = "features", columns = ["a", "b"] }')
         cols = table.get("columns", [])
         if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
             raise UsageError(
@@ -280,9 +281,10 @@ class TabularSpec:
             setattr(spec, key, [float(x) for x in v])
         return spec
 
-    def encode(self, rows: Any) -> Tensor:
+    def encode(self, rows: Any, labels: Sequence[str] | None = None) -> Tensor:
         """Normalised features ``[B, F]`` (float32) from rows: mappings by column name or
-        sequences in column order. Missing columns and non-numbers are one-line errors."""
+        sequences in column order. Missing columns and non-numbers are one-line errors naming
+        the row by its label (``labels[i]``, default ``tabular row i``)."""
         import math
 
         import torch
@@ -294,11 +296,12 @@ class TabularSpec:
             )
         values: list[list[float]] = []
         for i, row in enumerate(rows):
+            name = labels[i] if labels is not None else f"tabular row {i}"
             if isinstance(row, Mapping):
                 missing = [c for c in self.columns if c not in row]
                 if missing:
                     raise UsageError(
-                        f"tabular row {i} has no column {', '.join(repr(c) for c in missing)}"
+                        f"{name} has no column {', '.join(repr(c) for c in missing)}"
                         f"{did_you_mean(missing[0], [str(k) for k in row])} The card's "
                         f"[inputs] tabular columns are {', '.join(self.columns)}"
                     )
@@ -307,7 +310,7 @@ class TabularSpec:
                 cells = list(row)
                 if len(cells) != len(self.columns):
                     raise UsageError(
-                        f"tabular row {i} has {len(cells)} values; the card's columns are "
+                        f"{name} has {len(cells)} values; the card's columns are "
                         f"{len(self.columns)}: {', '.join(self.columns)}"
                     )
             out = []
@@ -316,13 +319,11 @@ class TabularSpec:
                     f = float(v)
                 except (TypeError, ValueError):
                     raise UsageError(
-                        f"tabular row {i}: column '{c}' = {v!r} is not a number; clean the "
+                        f"{name}: column '{c}' = {v!r} is not a number; clean the "
                         "column or drop the row"
                     ) from None
                 if not math.isfinite(f):
-                    raise UsageError(
-                        f"tabular row {i}: column '{c}' is {v!r}; give a finite number"
-                    )
+                    raise UsageError(f"{name}: column '{c}' is {v!r}; give a finite number")
                 out.append(f)
             values.append(out)
         x = torch.tensor(values, dtype=torch.float32).reshape(len(values), len(self.columns))

@@ -63,6 +63,9 @@ class Model:
     output: str | int | None = None
     modalities: Modalities = field(init=False, repr=False, compare=False)
     _embedding: str | None = field(default=None, init=False, repr=False, compare=False)
+    _positional: dict[int, list[str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.modalities = Modalities.parse(self.inputs, f"model '{self.name}'")
@@ -135,12 +138,28 @@ class Model:
         if len(args) == 1 and embeds is None and not self.modalities.multimodal:
             return run(next(iter(args.values())))
         named = {self.argument(k): v for k, v in args.items()}
-        first = [named.pop(n) for n in _positional_only(run) if n in named]
+        first = [named.pop(n) for n in self._positional_only(run) if n in named]
         if embeds is not None:
             name = self.embedding_name()
-            with replace_output(dict(run.named_modules())[name], name, embeds):
+            with replace_output(run.get_submodule(name), name, embeds):
                 return run(*first, **named)
         return run(*first, **named)
+
+    def _positional_only(self, module: nn.Module) -> list[str]:
+        """The positional-only parameters of ``module.forward`` (``def forward(self, x, /,
+        ...)``), which must be passed by position; none when the signature cannot be read.
+        Read once per module (every forward of a method asks)."""
+        import inspect
+
+        key = id(module)
+        if key not in self._positional:
+            try:
+                params = inspect.signature(module.forward).parameters.values()
+                found = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_ONLY]
+            except (TypeError, ValueError):
+                found = []
+            self._positional[key] = found
+        return self._positional[key]
 
     # -- text -------------------------------------------------------------------------------
     def embedding_name(self) -> str:
@@ -158,7 +177,7 @@ class Model:
         from torch import nn as tnn
 
         name = self.embedding_name()
-        layer = dict(self.module.named_modules())[name]
+        layer = self.module.get_submodule(name)
         ids = inputs["input_ids"]
         with torch.no_grad():
             if isinstance(layer, tnn.Embedding):
@@ -187,13 +206,12 @@ class Model:
         """The text baseline ``[B, T, D]``: the [PAD] embedding at each sample's own non-special
         positions, the sample's own embedding at special tokens and padding (which so get no
         attribution)."""
-        import torch
 
         if self.text is None:
             raise UsageError(f"model '{self.name}' takes no text ([inputs] text in its card)")
         ids = inputs["input_ids"]
         special = self.text.special_mask(ids, inputs.get("attention_mask"))
-        padded = torch.where(special, ids, torch.full_like(ids, self.text.pad_id()))
+        padded = self.text.padded(ids, ~special)
         return self.embed(
             Inputs({**{k: v for k, v in inputs.items() if k != TEXT}, "input_ids": padded})
         )
@@ -287,18 +305,6 @@ class Model:
             "layer": self.layer,
             "preprocess": self.preprocess.describe(),
         }
-
-
-def _positional_only(module: nn.Module) -> list[str]:
-    """The leading positional-only parameters of ``module.forward`` (``def forward(self, x,
-    /, ...)``), which must be passed by position; none when the signature cannot be read."""
-    import inspect
-
-    try:
-        params = inspect.signature(module.forward).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    return [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_ONLY]
 
 
 def check_output(out: Tensor) -> None:

@@ -144,7 +144,7 @@ def _validate(
         for method in _methods(opts, None):  # e.g. precision=bfloat16 where not native
             if not _reads_a_layer(method.name):
                 method.check_applicable(m.module)
-        check_samples(m, samples, "the manifest" if any(s.row for s in samples) else "--data")
+        check_samples(m, samples)
         layers[m.name] = None
         if not cams or m.modalities.multimodal:  # a multimodal model's layer: on its batch
             continue
@@ -248,9 +248,9 @@ def run_explain(
     if opts.out.exists() and not opts.out.is_dir():
         raise UsageError(f"--out {opts.out} is a file, not a folder; pass a folder name")
     models = load_models(model_specs, opts)
-    if any(m.for_target(opts.target)[0] is not m for m in models):  # --target HEAD:LABEL
-        picked = [m.for_target(opts.target) for m in models]
-        models = [m for m, _ in picked]
+    picked = [m.for_target(opts.target) for m in models]  # --target HEAD:LABEL picks a head
+    if any(head is not m for (head, _), m in zip(picked, models, strict=True)):
+        models = [head for head, _ in picked]
         opts = dataclasses.replace(opts, target=str(picked[0][1]))
     layers = _validate(models, opts, samples)
     out = OutputFolder(opts.out)

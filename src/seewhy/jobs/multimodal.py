@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from seewhy.data.samples import Sample
 
 
-def check_samples(model: Model, samples: Sequence[Sample], where: str) -> None:
+def check_samples(model: Model, samples: Sequence[Sample]) -> None:
     """Run-level checks before any work (exit 2): a text model needs a text per sample; a
     tabular model needs its columns in the manifest."""
     if model.text is not None:
@@ -49,8 +49,9 @@ def check_samples(model: Model, samples: Sequence[Sample], where: str) -> None:
             if lacking:
                 columns = [str(k) for k in s.row] or ["none: give a manifest with --data"]
                 raise UsageError(
-                    f"model '{model.name}' takes tabular column '{lacking[0]}', which {where} "
-                    f"lacks{did_you_mean(lacking[0], columns)} Columns: {', '.join(columns)}"
+                    f"model '{model.name}' takes tabular column '{lacking[0]}', which the "
+                    f"manifest lacks{did_you_mean(lacking[0], columns)} Columns: "
+                    f"{', '.join(columns)}"
                 )
 
 
@@ -69,16 +70,9 @@ def named_batch(model: Model, images: Tensor, samples: Sequence[Sample]) -> tupl
         entries, truncated = model.text.encode(texts)
         inputs.update(entries)
     if model.tabular is not None:
-        try:
-            inputs["tabular"] = model.tabular.encode([s.row for s in samples])
-        except UsageError:
-            for s in samples:  # name the sample whose row is bad
-                try:
-                    model.tabular.encode([s.row])
-                except UsageError as exc:
-                    reason = str(exc).removeprefix("tabular row 0: ")
-                    raise UsageError(f"sample {s.id}: {reason}") from None
-            raise
+        inputs["tabular"] = model.tabular.encode(
+            [s.row for s in samples], labels=[f"sample {s.id}" for s in samples]
+        )
     return inputs, truncated
 
 

@@ -32,7 +32,7 @@ the same passes: the path, noise and draws move all of them together, and the gr
 taken w.r.t. each. ``text`` is the text embedding layer's output on the batch's token ids
 (:meth:`~seewhy.core.model.Model.with_text_embedding`); the token ids and attention mask go
 to the model unchanged, and the embedding layer returns the point's embeddings while the model
-runs. Baselines (:meth:`GradientMethod.baselines`): zeros for the image and the tabular
+runs. Baselines (``_default_baselines``): zeros for the image and the tabular
 features (in the model's normalised space), the [PAD] embedding at each sample's own
 non-special positions for text (special tokens and padding keep their own embedding, so they
 get no attribution). Displayed forms: the image map ``[B, H, W]``, per-token scores ``[B, T]``
@@ -159,6 +159,12 @@ class _Run:
     background: Inputs | None
     baselines: dict[str, Tensor]
     fixed: dict[str, Tensor]
+
+    @property
+    def dtype_device(self) -> tuple[Any, Any]:
+        """The dtype and device the attributed inputs are in (the model's)."""
+        first = self.inputs[self.names[0]]
+        return first.dtype, first.device
 
     def generators(self) -> list[Any]:
         """One CPU generator per row, seeded with the row's seed."""
@@ -326,18 +332,19 @@ PRECISIONS = ("float32", "bfloat16", "auto")
 bfloat16 natively), ``auto`` (bfloat16 where native, else the model's own)."""
 
 
-def _check_precision_applies(method: str, precision: str, module: Any) -> None:
-    """``precision=bfloat16`` refused up front (before any work) where it cannot run."""
+def _bf16(method: str, precision: str, dtype: Any, device: Any) -> bool:
+    """Whether ``method``'s points run under bfloat16 autocast on a model of ``dtype`` on
+    ``device``: ``bfloat16`` or ``auto`` on a float32 model whose device computes bfloat16
+    natively. ``bfloat16`` elsewhere is refused (emulated bfloat16 is slower than float32 and
+    less exact: nothing to gain)."""
     import torch
 
     from seewhy.core.engine import bf16_native
 
-    if precision != "bfloat16":
-        return
-    p = next((q for q in module.parameters() if q.is_floating_point()), None)
-    device = p.device if p is not None else torch.device("cpu")
-    dtype = p.dtype if p is not None else torch.float32
-    if dtype != torch.float32 or not bf16_native(device):
+    if precision == "float32":
+        return False
+    able = dtype == torch.float32 and bf16_native(device)
+    if precision == "bfloat16" and not able:
         where = (
             f"a {str(dtype).removeprefix('torch.')} model"
             if dtype != torch.float32
@@ -348,6 +355,7 @@ def _check_precision_applies(method: str, precision: str, module: Any) -> None:
             f"{method}(precision=bfloat16) runs only on a float32 model on hardware that "
             f"computes bfloat16 natively, not on {where}; use precision=float32 or auto"
         )
+    return able
 
 
 def _check_precision(method: str, precision: Any) -> None:
@@ -358,38 +366,10 @@ def _check_precision(method: str, precision: Any) -> None:
         )
 
 
-def _bf16(method: str, precision: str, run: _Run) -> bool:
-    """Whether ``method``'s points run under bfloat16 autocast: ``bfloat16`` or ``auto`` on a
-    float32 model whose device computes bfloat16 natively. ``bfloat16`` elsewhere is refused
-    (emulated bfloat16 is slower than float32 and less exact: nothing to gain)."""
-    import torch
-
-    from seewhy.core.engine import bf16_native
-
-    if precision == "float32":
-        return False
-    image = run.inputs[run.names[0]]
-    able = image.dtype == torch.float32 and bf16_native(image.device)
-    if precision == "bfloat16" and not able:
-        where = (
-            f"a {str(image.dtype).removeprefix('torch.')} model"
-            if image.dtype != torch.float32
-            else f"this {image.device.type}, which does not compute bfloat16 natively "
-            "(it would be slower than float32)"
-        )
-        raise UsageError(
-            f"{method}(precision=bfloat16) runs only on a float32 model on hardware that "
-            f"computes bfloat16 natively, not on {where}; use precision=float32 or auto"
-        )
-    return able
-
-
 def _forward_dtype(bf16: bool, run: _Run) -> dict[str, str]:
     """``params["forward_dtype"]``: the dtype the points' forwards ran in."""
     return {
-        "forward_dtype": "bfloat16"
-        if bf16
-        else str(run.inputs[run.names[0]].dtype).removeprefix("torch.")
+        "forward_dtype": "bfloat16" if bf16 else str(run.dtype_device[0]).removeprefix("torch.")
     }
 
 
@@ -423,16 +403,27 @@ class GradientMethod(Method):
 
     def check_applicable(self, module: Any) -> None:
         """``precision=bfloat16`` where the hardware cannot run it: refused before any work."""
-        super().check_applicable(module)
-        precision = getattr(self, "precision", "float32")
-        _check_precision_applies(self.name, precision, module)
+        import torch
 
-    def display(self, raw: Tensor) -> Tensor:
-        """The displayed image map ``[B, H, W]`` from the raw ``[B, C, H, W]``: the sum over
-        channels for signed methods; the largest ``|value|`` over channels for unsigned ones."""
-        if self.signed:
-            return raw.sum(dim=1)
-        return raw.abs().amax(dim=1)
+        super().check_applicable(module)
+        p = next((q for q in module.parameters() if q.is_floating_point()), None)
+        _bf16(
+            self.name,
+            getattr(self, "precision", "float32"),
+            torch.float32 if p is None else p.dtype,
+            torch.device("cpu") if p is None else p.device,
+        )
+
+    def display(self, raw: Tensor, name: str = IMAGE) -> Tensor:
+        """The displayed form of an input's raw attribution. Image ``[B, C, H, W]`` ->
+        ``[B, H, W]``: the sum over channels for signed methods, the largest ``|value|`` over
+        channels for unsigned ones. Text ``[B, T, D]`` -> per-token ``[B, T]``: the sum over D
+        (of ``|value|`` when unsigned). Tabular ``[B, F]`` as it is (``|value|`` when
+        unsigned)."""
+        if name == IMAGE:
+            return raw.sum(dim=1) if self.signed else raw.abs().amax(dim=1)
+        value = raw if self.signed else raw.abs()
+        return value.sum(dim=-1) if name == TEXT else value
 
     @classmethod
     def run_many(
@@ -486,9 +477,7 @@ class GradientMethod(Method):
             raw = {n: a.raw[n].detach().float() for n in names}
             for n, fixed in run.fixed.items():  # special tokens and padding: no attribution
                 raw[n] = raw[n].masked_fill(fixed, 0.0)
-            shown = {
-                n: m.display(raw[n]) if n == IMAGE else _fold(n, raw[n], m.signed) for n in names
-            }
+            shown = {n: m.display(raw[n], n) for n in names}
             per_sample: dict[str, list[Any]] = {}
             if TEXT in names and model.text is not None:
                 tokens, words = token_records(
@@ -516,15 +505,6 @@ class GradientMethod(Method):
                 )
             )
         return results
-
-
-def _fold(name: str, raw: Tensor, signed: bool) -> Tensor:
-    """Text ``[B, T, D]`` -> per-token ``[B, T]`` (the sum over D, of ``|value|`` when
-    unsigned); tabular ``[B, F]`` as it is (``|value|`` when unsigned)."""
-    value = raw if signed else raw.abs()
-    if name == TEXT:
-        return value.sum(dim=-1)
-    return value
 
 
 def _fixed_positions(model: Model, x: Inputs, names: Sequence[str]) -> dict[str, Tensor]:
@@ -695,7 +675,7 @@ class IntegratedGradients(GradientMethod):
                 factors[n] = _broadcast(weight[k], xs)
             return out, factors
 
-        bf16 = _bf16("ig", self.precision, run)
+        bf16 = _bf16("ig", self.precision, *run.dtype_device)
         sums = _path_sums(run, steps, points, bf16=bf16)
         raw = {n: (x[n] - base[n]) * sums[n] for n in run.names}
         at_baseline = _target_values(
@@ -793,7 +773,7 @@ class SmoothGrad(GradientMethod):
                 )
             return out, None
 
-        bf16 = _bf16("smoothgrad", self.precision, run)
+        bf16 = _bf16("smoothgrad", self.precision, *run.dtype_device)
         sums = _path_sums(run, self.samples, points, bf16=bf16)
         return _Attribution(
             raw={n: s / self.samples for n, s in sums.items()},
@@ -893,7 +873,7 @@ class ExpectedGradients(GradientMethod):
                 factors[n] = xs - b
             return out, factors
 
-        bf16 = _bf16(self.name, self.precision, run)
+        bf16 = _bf16(self.name, self.precision, *run.dtype_device)
         sums = _path_sums(run, self.samples, points, bf16=bf16)
         return _Attribution(
             raw={n: s / self.samples for n, s in sums.items()},

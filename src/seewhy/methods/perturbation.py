@@ -138,8 +138,8 @@ class CleanPass:
             out[TABULAR] = torch.ones(x[TABULAR].shape, dtype=torch.bool, device=x[TABULAR].device)
         return out
 
-    def removed(self, rows: Inputs, sample: Tensor, keep: dict[str, Tensor]) -> Inputs:
-        """``rows`` (rows of samples ``sample``) with the tokens and features not in ``keep``
+    def removed(self, rows: Inputs, keep: dict[str, Tensor]) -> Inputs:
+        """``rows`` with the tokens and features not in ``keep``
         (``[n, T]``, ``[n, F]`` bool) removed: a token becomes [PAD] (its position and
         attention kept: the gradient methods' text baseline), a feature 0 (the mean in the
         model's normalised space)."""
@@ -147,9 +147,7 @@ class CleanPass:
 
         entries: dict[str, Tensor] = {}
         if TEXT in keep and self.model.text is not None:
-            ids = rows["input_ids"]
-            pad = torch.full_like(ids, self.model.text.pad_id())
-            entries["input_ids"] = torch.where(keep[TEXT].to(ids.device), ids, pad)
+            entries["input_ids"] = self.model.text.padded(rows["input_ids"], ~keep[TEXT])
         if TABULAR in keep:
             t = rows[TABULAR]
             entries[TABULAR] = torch.where(keep[TABULAR].to(t.device), t, torch.zeros_like(t))
@@ -395,7 +393,7 @@ class Occlusion(PerturbationMethod):
                     sample, k = pos[start:stop, 0], pos[start:stop, 1]
                     keep = torch.ones((stop - start, width), dtype=torch.bool, device=clean.device)
                     keep[torch.arange(stop - start, device=clean.device), k] = False
-                    return run.removed(run.inputs.take(sample), sample, {name: keep})
+                    return run.removed(run.inputs.take(sample), {name: keep})
 
                 def read(out: Tensor, start: int, stop: int, pos: Tensor = pos) -> Tensor:
                     sample = pos[start:stop, 0]
@@ -546,7 +544,8 @@ class RISE(PerturbationMethod):
         n = self.masks
         cell = (math.ceil(h / self.grid), math.ceil(w / self.grid))
         units = run.units()  # text tokens and tabular features, masked alongside
-        drawn = [self.draws(seed, cell, units_of(units, i)) for i, seed in enumerate(run.seeds)]
+        widths = {name: int(allowed.shape[1]) for name, allowed in units.items()}  # T or F
+        drawn = [self.draws(seed, cell, widths) for seed in run.seeds]
         grids = torch.stack([d[0] for d in drawn]).to(device)  # [B, N, g, g]
         shifts = torch.stack([d[1] for d in drawn]).to(device)  # [B, N, 2]
         keeps = {  # name -> [B, N, T or F]: kept (special tokens always)
@@ -571,7 +570,7 @@ class RISE(PerturbationMethod):
             m = rise_masks(grids[sample, k], shifts[sample, k], (h, w), cell)
             made[start] = m
             rows_in = x.take(sample).replace(image=image[sample] * m[:, None].to(image.dtype))
-            return run.removed(rows_in, sample, {n: v[sample, k] for n, v in keeps.items()})
+            return run.removed(rows_in, {n: v[sample, k] for n, v in keeps.items()})
 
         def accumulate(out: Tensor, start: int, stop: int) -> Tensor:
             sample = torch.arange(start, stop, device=device) // n
@@ -608,12 +607,6 @@ class RISE(PerturbationMethod):
             "forward_dtype": engine.forward_dtype,
         }
         return run.explanation(self, saliency, signed, params, others)
-
-
-def units_of(units: dict[str, Tensor], row: int) -> dict[str, int]:
-    """How many tokens / features row ``row`` has per input (the full width: special tokens
-    are drawn too, and kept regardless)."""
-    return {name: int(allowed.shape[1]) for name, allowed in units.items()}
 
 
 def _score(out: Tensor, columns: Tensor, signs: Tensor, kind: str) -> Tensor:
