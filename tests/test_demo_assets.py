@@ -153,8 +153,26 @@ def test_seewhy_demo_end_to_end(tmp_path: Path) -> None:
         "scorecam",
     }
     assert len(summary["agreement"]) == 12 * 3
+    # the trust checks: one verdict per model x method, with the figures and reasons
+    checks = {(c["model"], c["method"]): c for c in summary["checks"]}
+    assert set(checks) == {
+        (m, x) for m in ("xray_cnn", "xray_resnet") for x in ("gradcam", "eigencam", "scorecam")
+    }
+    for c in checks.values():
+        assert c["verdict"] in ("pass", "warn", "fail") and c["reasons"]
+        assert c["samples"] == 12 and c["mask_samples"] == 6  # normal images have empty masks
+        assert c["energy_in_mask"] > 3 * c["mask_area"]  # the maps find the cracks
+        assert len(c["curves"]["deletion"]) == 21
+        assert (tmp_path / "demo" / c["figure"]).is_file()
+    # EigenCAM reads activations only: randomizing the head leaves it exactly as it was
+    for m in ("xray_cnn", "xray_resnet"):
+        assert checks[m, "eigencam"]["curves"]["randomization"][0]["rank_correlation"] == (
+            pytest.approx(1.0)
+        )
+        assert checks[m, "gradcam"]["curves"]["randomization"][0]["rank_correlation"] < 0.5
     html = (tmp_path / "demo" / "report.html").read_text()
+    assert html.index("Can these maps be trusted?") < html.index("<h2 id='models'>")
     figures = html.count("data:image/png;base64,") + html.count("data:image/webp;base64,")
-    assert figures == 12 * 2 * 3 + 12
+    assert figures == 12 * 2 * 3 + 12 + 2 * 3
     # noisy scans go in as WebP: the whole report stays a few MB (27 MB as PNGs)
     assert len(html) < 8_000_000

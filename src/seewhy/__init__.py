@@ -11,6 +11,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "explain": ("seewhy.api", "explain"),
+    "check": ("seewhy.api", "check"),
+    "CheckResult": ("seewhy.checks.suite", "CheckResult"),
+    "Thresholds": ("seewhy.checks.verdict", "Thresholds"),
     "load_model": ("seewhy.api", "load_model"),
     "layers": ("seewhy.api", "layers"),
     "Model": ("seewhy.core.model", "Model"),

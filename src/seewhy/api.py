@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seewhy.checks.suite import CheckResult
+from seewhy.checks.verdict import Thresholds
 from seewhy.core.errors import TargetError, UsageError
 from seewhy.core.explanation import Explanation
 from seewhy.core.inputs import Inputs, check_batch_size
@@ -25,7 +27,15 @@ from seewhy.methods.registry import create_method, parse_method_specs, split_met
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-__all__ = ["as_inputs", "as_model", "auto_layer_name", "explain", "layers", "load_model"]
+__all__ = [
+    "as_inputs",
+    "as_model",
+    "auto_layer_name",
+    "check",
+    "explain",
+    "layers",
+    "load_model",
+]
 
 
 def load_model(spec: str | Path, **options: Any) -> Model:
@@ -294,6 +304,232 @@ def explain(
                     chunks[i].append(e)
         results.extend(Explanation.concat(c) for c in chunks)
     return results
+
+
+def check(
+    model: Model | nn.Module | str | Path | Sequence[Model | nn.Module | str | Path],
+    inputs: Any,
+    methods: Sequence[str | Method] | str = ("gradcam",),
+    target: str | int | Target = "pred",
+    layer: str | None = None,
+    *,
+    masks: Any = None,
+    thresholds: Thresholds | Mapping[str, float] | str | Path | None = None,
+    steps: int = 50,
+    randomization: str = "blocks",
+    batch_size: int = 8,
+    seed: int = 0,
+    sample_ids: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    **settings: Any,
+) -> list[CheckResult]:
+    """The trust checks (SPEC section 6): can these maps be believed?
+
+    Per model x method: randomization (the maps of copies whose weights are re-initialised
+    from the head down, against the trained model's), deletion/insertion faithfulness beside a
+    random pixel order, localization against ``masks``, red flags (border, corner, flat maps,
+    the same map for every sample, disagreement between methods and between models that
+    predict the same class), and a verdict (``pass``, ``warn``, ``fail``) with reasons.
+
+    Args:
+        model: a model (anything :func:`explain` takes) or a list of them: several models are
+            also compared with each other on the samples where they predict the same class.
+        inputs: the batch, in any form :func:`explain` takes (preprocessed tensors or image
+            paths / PIL images), with an image input.
+        methods: the methods to check; those of a family share their passes.
+        target: as :func:`explain` (one target); resolved once on the trained model, so each
+            randomized copy explains the same class.
+        layer: the CAM layer; ``None`` uses the model's.
+        masks: what matters in each image, in the model-input frame: a bool tensor / array
+            ``[B, H, W]`` (non-zero = marked), or one per sample (a tensor, an array, a mask
+            image path framed as the model frames its images, or ``None``). An empty mask means
+            "nothing to point at": that sample has no localization figures.
+        thresholds: the verdict's thresholds: a :class:`Thresholds`, a mapping of some of its
+            names, or a TOML file.
+        steps: deletion/insertion steps (default 50).
+        randomization: ``blocks`` (per block/stage from the head, default), ``layers`` (every
+            layer with parameters, quantus's MPRT granularity) or ``none``.
+        batch_size: the largest batch any forward pass sends to the model.
+        seed: the seed of the random pixel orders, the randomized weights and random methods.
+        sample_ids: one id per sample (per-sample figures and seeds); default ``0 .. B-1``.
+        progress: called with a short description of each stage.
+        settings: other method settings, as :func:`explain` takes them.
+
+    Returns:
+        One :class:`~seewhy.checks.suite.CheckResult` per model x method (models outer);
+        ``result.record()`` is its summary.json ``checks[]`` entry. The models are not changed.
+    """
+    from seewhy.checks.suite import run_checks
+    from seewhy.checks.verdict import Thresholds as _Thresholds
+
+    if isinstance(thresholds, _Thresholds):
+        limits = thresholds
+    elif isinstance(thresholds, Mapping):
+        limits = _Thresholds.of(thresholds)
+    else:
+        limits = _Thresholds.load(thresholds)
+    many = isinstance(model, (list, tuple))
+    given: list[Any] = list(model) if isinstance(model, (list, tuple)) else [model]
+    models = [as_model(m) for m in given]
+    if not models:
+        raise UsageError("no model given to check")
+    out: list[CheckResult] = []
+    maps: dict[tuple[str, str], Tensor] = {}
+    predicted: dict[str, Tensor] = {}
+    names = unique_names([m.name for m in models])
+    for m0, name in zip(models, names, strict=True):
+        m, tgt = m0.for_target(target)
+        m = dataclasses.replace(m, name=name) if m.name != name else m
+        batch = as_inputs(m, inputs)
+        ids = [str(i) for i in range(batch.batch_size)] if sample_ids is None else list(sample_ids)
+        if len(ids) != batch.batch_size:
+            raise UsageError(
+                f"sample_ids has {len(ids)} ids for a batch of {batch.batch_size}; give one per "
+                "sample"
+            )
+        instances = resolve_methods(methods, layer or m.layer or "auto", **settings)
+        for method in instances:
+            method.check_applicable(m.module)
+        instances = _resolve_auto_layer(m, batch, instances)
+        resolved = _resolve(m, batch, tgt, batch_size)
+        framed = _masks(m, masks, batch)
+
+        def maps_of(
+            copy: Model,
+            batch: Inputs = batch,
+            instances: list[Method] = instances,
+            resolved: ResolvedTarget = resolved,
+            ids: list[str] = ids,
+        ) -> list[Explanation]:
+            return explain(
+                copy,
+                batch,
+                instances,
+                target=resolved,
+                batch_size=batch_size,
+                seed=seed,
+                sample_ids=ids,
+            )
+
+        done = run_checks(
+            m,
+            batch,
+            [method.name for method in instances],
+            resolved,
+            maps_of,
+            sample_ids=ids,
+            seeds=row_seeds(seed, ids),
+            masks=framed,
+            thresholds=limits,
+            steps=steps,
+            randomization=randomization,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
+        )
+        predicted[name] = resolved.class_indices.cpu()
+        out.extend(done)
+        for r in done:
+            if r.maps is not None:
+                maps[name, r.method] = r.maps
+    if many and len(models) > 1:
+        out = _compare_models(out, maps, predicted, names, limits)
+    return out
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Names made unique in order (``a``, ``a-2``, ``a-3`` ...)."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+    return out
+
+
+def _resolve(model: Model, batch: Inputs, target: str | int | Target, step: int) -> ResolvedTarget:
+    """``target`` resolved on the model's clean output (``batch_size`` rows per forward)."""
+    import torch
+
+    from seewhy.core.state import explaining
+
+    if isinstance(target, ResolvedTarget):
+        return target
+    tgt = model.target(target)
+    with explaining(model.module), torch.no_grad():
+        out = torch.cat([model.forward(chunk) for chunk in batch.chunks(step)])
+    return tgt.resolve(out)
+
+
+def _masks(model: Model, masks: Any, batch: Inputs) -> Tensor | None:
+    """The masks as one bool ``[B, H, W]`` tensor in the model-input frame (``None``: none)."""
+    import numpy as np
+    import torch
+
+    if masks is None:
+        return None
+    image = batch.get("image")
+    if image is None:
+        raise UsageError("masks were given, but the model takes no image input")
+    b, size = batch.batch_size, tuple(image.shape[-2:])
+    if isinstance(masks, (torch.Tensor, np.ndarray)) and np.ndim(masks) == 3:
+        items: list[Any] = list(
+            torch.as_tensor(np.asarray(masks) if isinstance(masks, np.ndarray) else masks)
+        )
+    elif isinstance(masks, (list, tuple)):
+        items = list(masks)
+    else:
+        raise UsageError(
+            "masks: give a bool tensor [B, H, W] or one mask per sample (tensor, array, image "
+            "path or None)"
+        )
+    if len(items) != b:
+        raise UsageError(f"masks: {len(items)} masks for {b} samples; give one per sample")
+    out = torch.zeros((b, *size), dtype=torch.bool)
+    for i, item in enumerate(items):
+        if item is None:
+            continue
+        if isinstance(item, (str, Path)):
+            from seewhy.data.masks import load_mask
+
+            item = load_mask(item, model.preprocess)
+        t = torch.as_tensor(np.asarray(item) if not isinstance(item, torch.Tensor) else item)
+        if tuple(t.shape[-2:]) != size or t.ndim != 2:
+            raise UsageError(
+                f"mask {i} is {tuple(t.shape)}, the model's input is {size}; give masks in the "
+                "model-input frame (or mask image paths, which are framed as the images)"
+            )
+        out[i] = t.cpu() != 0
+    return out
+
+
+def _compare_models(
+    results: list[CheckResult],
+    maps: Mapping[tuple[str, str], Tensor],
+    predicted: Mapping[str, Tensor],
+    names: Sequence[str],
+    limits: Thresholds,
+) -> list[CheckResult]:
+    """Each result judged again with its rank correlation to every other model's map of the
+    same method, on the samples where the two predict the same class."""
+    import torch
+
+    from seewhy.checks.flags import disagreement
+
+    out = []
+    for r in results:
+        agreement: dict[str, float | None] = {}
+        for other in names:
+            if other == r.model or (other, r.method) not in maps:
+                continue
+            same = predicted[r.model] == predicted[other]
+            if not bool(same.any()):
+                continue
+            rho = disagreement(maps[r.model, r.method][same], maps[other, r.method][same])
+            finite = rho[torch.isfinite(rho)]
+            agreement[other] = float(finite.mean()) if finite.numel() else None
+        out.append(r.judged(limits, model_agreement=agreement) if agreement else r)
+    return out
 
 
 def _resolve_auto_layer(model: Model, batch: Inputs, methods: list[Method]) -> list[Method]:

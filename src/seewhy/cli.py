@@ -58,84 +58,163 @@ Model = Annotated[
 ]
 
 
+Images = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="Image files, folders of images (recursively; in a <class>/ layout the folder "
+        "is the true label) or a CSV/Parquet manifest."
+    ),
+]
+Method = Annotated[
+    str,
+    typer.Option(
+        help="Comma list, settings in brackets: gradcam, gradcam++, hirescam, xgradcam, "
+        "layercam, eigencam, scorecam, saliency, inputxgrad, ig, smoothgrad, "
+        "expected-gradients (shap), occlusion, rise; e.g. 'ig(steps=32),occlusion(window=32)'."
+    ),
+]
+Target = Annotated[
+    str,
+    typer.Option(
+        help="pred, a class index or label, true (a manifest's --target-col), "
+        "value or -value (regression: what raises / lowers the output)."
+    ),
+]
+Layer = Annotated[str | None, typer.Option(help="CAM layer (module name); default auto.")]
+Out = Annotated[Path, typer.Option(help="Output folder.")]
+Device = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps.")]
+BatchSize = Annotated[
+    int,
+    typer.Option(
+        help="The largest batch any forward pass sends to the model: images are "
+        "explained in groups of this size, Score-CAM's masked copies go in batches of it."
+    ),
+]
+Seed = Annotated[int, typer.Option(help="Seed for --sample and random methods.")]
+NBackground = Annotated[
+    int,
+    typer.Option(
+        help="Expected gradients: how many of the given samples its baselines are drawn "
+        "from (fewer than 2: the zero baseline)."
+    ),
+]
+Data = Annotated[Path | None, typer.Option(help="A manifest (CSV/Parquet) instead of IMAGEs.")]
+SampleN = Annotated[
+    int | None,
+    typer.Option(help="N random samples of the manifest, folders or images (seeded)."),
+]
+IdCol = Annotated[
+    str | None,
+    typer.Option(help="Manifest id column [default: id if present, else the image path]."),
+]
+ImageCol = Annotated[str, typer.Option(help="Manifest image column.")]
+TargetCol = Annotated[
+    str | None, typer.Option(help="Manifest column with the true label (for --target true).")
+]
+Text = Annotated[
+    str | None, typer.Option(help="The text every IMAGE goes with, for image+text models.")
+]
+TextCol = Annotated[str | None, typer.Option(help="Manifest column with each sample's text.")]
+Checkpoint = Annotated[str | None, typer.Option(help="Checkpoint for a single arch-string model.")]
+Labels = Annotated[str | None, typer.Option(help="Comma list of class names (single model).")]
+TrustCheckpoint = Annotated[
+    bool, typer.Option(help="Allow checkpoints that need full unpickling (runs code!).")
+]
+Report = Annotated[bool, typer.Option(help="Write report.html.")]
+Quiet = Annotated[bool, typer.Option(help="No progress bar or console summary.")]
+
+
+def _samples(
+    images: list[Path] | None,
+    data: Path | None,
+    *,
+    sample: int | None,
+    seed: int,
+    id_col: str | None,
+    image_col: str,
+    target_col: str | None,
+    text: str | None,
+    text_col: str | None,
+    mask_col: str | None = None,
+    masks: list[Path] | None = None,
+) -> list[Any]:
+    """The samples of IMAGEs or ``--data``, with ``--text`` and ``--mask`` attached."""
+    import dataclasses
+
+    from seewhy.data.samples import from_inputs, from_manifest
+
+    if images and data:
+        raise _usage("give IMAGE paths or --data MANIFEST, not both")
+    if text is not None and text_col is not None:
+        raise _usage("give --text (one text for every image) or --text-col, not both")
+    if masks and mask_col:
+        raise _usage("give --mask (one per IMAGE) or --mask-col, not both")
+    samples = (
+        from_manifest(
+            data,
+            id_col=id_col,
+            image_col=image_col,
+            target_col=target_col,
+            text_col=text_col,
+            mask_col=mask_col,
+            sample=sample,
+            seed=seed,
+        )
+        if data
+        else from_inputs(
+            images or [],
+            sample=None if masks else sample,
+            seed=seed,
+            id_col=id_col,
+            image_col=None if image_col == "image_path" else image_col,
+            target_col=target_col,
+            text_col=text_col,
+            mask_col=mask_col,
+        )
+    )
+    if masks:
+        files = [p for p in images or [] if p.is_file()]
+        if data or len(files) != len(images or []) or len(samples) != len(masks):
+            raise _usage(
+                f"--mask: {len(masks)} masks for {len(samples)} images; give one --mask per "
+                "IMAGE file, in the same order (for folders or manifests use --mask-col)"
+            )
+        samples = [
+            dataclasses.replace(s, mask_path=str(m)) for s, m in zip(samples, masks, strict=True)
+        ]
+        if sample is not None:
+            from seewhy.data.samples import pick
+
+            samples = pick(samples, sample, seed)
+    if text is not None:
+        samples = [dataclasses.replace(s, text=text) for s in samples]
+    return samples
+
+
 @app.command()
 def explain(
-    images: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="Image files, folders of images (recursively; in a <class>/ layout the folder "
-            "is the true label) or a CSV/Parquet manifest."
-        ),
-    ] = None,
+    images: Images = None,
     model: Model = [],  # noqa: B006 - typer reads the default
-    method: Annotated[
-        str,
-        typer.Option(
-            help="Comma list, settings in brackets: gradcam, gradcam++, hirescam, xgradcam, "
-            "layercam, eigencam, scorecam, saliency, inputxgrad, ig, smoothgrad, "
-            "expected-gradients (shap), occlusion, rise; e.g. 'ig(steps=32),occlusion(window=32)'."
-        ),
-    ] = "gradcam",
-    target: Annotated[
-        str,
-        typer.Option(
-            help="pred, a class index or label, true (a manifest's --target-col), "
-            "value or -value (regression: what raises / lowers the output)."
-        ),
-    ] = "pred",
-    layer: Annotated[
-        str | None, typer.Option(help="CAM layer (module name); default auto.")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("seewhy-out"),
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps.")] = None,
-    batch_size: Annotated[
-        int,
-        typer.Option(
-            help="The largest batch any forward pass sends to the model: images are "
-            "explained in groups of this size, Score-CAM's masked copies go in batches of it."
-        ),
-    ] = 8,
-    seed: Annotated[int, typer.Option(help="Seed for --sample and random methods.")] = 0,
-    n_background: Annotated[
-        int,
-        typer.Option(
-            help="Expected gradients: how many of the given samples its baselines are drawn "
-            "from (fewer than 2: the zero baseline)."
-        ),
-    ] = 32,
-    data: Annotated[
-        Path | None, typer.Option(help="A manifest (CSV/Parquet) instead of IMAGEs.")
-    ] = None,
-    sample: Annotated[
-        int | None,
-        typer.Option(help="N random samples of the manifest, folders or images (seeded)."),
-    ] = None,
-    id_col: Annotated[
-        str | None,
-        typer.Option(help="Manifest id column [default: id if present, else the image path]."),
-    ] = None,
-    image_col: Annotated[str, typer.Option(help="Manifest image column.")] = "image_path",
-    target_col: Annotated[
-        str | None, typer.Option(help="Manifest column with the true label (for --target true).")
-    ] = None,
-    text: Annotated[
-        str | None,
-        typer.Option(help="The text every IMAGE goes with, for image+text models."),
-    ] = None,
-    text_col: Annotated[
-        str | None, typer.Option(help="Manifest column with each sample's text.")
-    ] = None,
-    checkpoint: Annotated[
-        str | None, typer.Option(help="Checkpoint for a single arch-string model.")
-    ] = None,
-    labels: Annotated[
-        str | None, typer.Option(help="Comma list of class names (single model).")
-    ] = None,
-    trust_checkpoint: Annotated[
-        bool, typer.Option(help="Allow checkpoints that need full unpickling (runs code!).")
-    ] = False,
-    report: Annotated[bool, typer.Option(help="Write report.html.")] = True,
-    quiet: Annotated[bool, typer.Option(help="No progress bar or console summary.")] = False,
+    method: Method = "gradcam",
+    target: Target = "pred",
+    layer: Layer = None,
+    out: Out = Path("seewhy-out"),
+    device: Device = None,
+    batch_size: BatchSize = 8,
+    seed: Seed = 0,
+    n_background: NBackground = 32,
+    data: Data = None,
+    sample: SampleN = None,
+    id_col: IdCol = None,
+    image_col: ImageCol = "image_path",
+    target_col: TargetCol = None,
+    text: Text = None,
+    text_col: TextCol = None,
+    checkpoint: Checkpoint = None,
+    labels: Labels = None,
+    trust_checkpoint: TrustCheckpoint = False,
+    report: Report = True,
+    quiet: Quiet = False,
 ) -> None:
     """Explain images with one or more models: maps, figures, summary.json and report.html.
 
@@ -151,40 +230,21 @@ def explain(
     """
 
     def work() -> int:
-        from seewhy.data.samples import from_inputs, from_manifest
         from seewhy.jobs.explain import ExplainOptions, run_explain
         from seewhy.methods.registry import split_method_specs
         from seewhy.render.console import print_summary
 
-        if images and data:
-            raise _usage("give IMAGE paths or --data MANIFEST, not both")
-        if text is not None and text_col is not None:
-            raise _usage("give --text (one text for every image) or --text-col, not both")
-        samples = (
-            from_manifest(
-                data,
-                id_col=id_col,
-                image_col=image_col,
-                target_col=target_col,
-                text_col=text_col,
-                sample=sample,
-                seed=seed,
-            )
-            if data
-            else from_inputs(
-                images or [],
-                sample=sample,
-                seed=seed,
-                id_col=id_col,
-                image_col=None if image_col == "image_path" else image_col,
-                target_col=target_col,
-                text_col=text_col,
-            )
+        samples = _samples(
+            images,
+            data,
+            sample=sample,
+            seed=seed,
+            id_col=id_col,
+            image_col=image_col,
+            target_col=target_col,
+            text=text,
+            text_col=text_col,
         )
-        if text is not None:
-            import dataclasses
-
-            samples = [dataclasses.replace(s, text=text) for s in samples]
         opts = ExplainOptions(
             methods=split_method_specs(method),
             n_background=n_background,
@@ -203,6 +263,116 @@ def explain(
         outcome = run_explain(samples, model, opts)
         if not quiet:
             print_summary(outcome.summary, outcome.out, outcome.failed)
+        return outcome.exit_code
+
+    raise typer.Exit(_run(work))
+
+
+@app.command()
+def check(
+    images: Images = None,
+    model: Model = [],  # noqa: B006 - typer reads the default
+    method: Method = "gradcam",
+    target: Target = "pred",
+    layer: Layer = None,
+    out: Out = Path("seewhy-out"),
+    device: Device = None,
+    batch_size: BatchSize = 8,
+    seed: Seed = 0,
+    n_background: NBackground = 32,
+    data: Data = None,
+    sample: SampleN = None,
+    id_col: IdCol = None,
+    image_col: ImageCol = "image_path",
+    target_col: TargetCol = None,
+    text: Text = None,
+    text_col: TextCol = None,
+    mask: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A mask image per IMAGE, in order (non-zero pixels mark what matters); "
+            "framed as the model frames the image."
+        ),
+    ] = None,
+    mask_col: Annotated[
+        str | None, typer.Option(help="Manifest column with each image's mask file.")
+    ] = None,
+    box_cols: Annotated[
+        str | None,
+        typer.Option(
+            help="Manifest columns of a box x0,y0,x1,y1 in the image's pixels "
+            "[default: x0,y0,x1,y1 when the manifest has them]."
+        ),
+    ] = None,
+    thresholds: Annotated[
+        Path | None,
+        typer.Option(help="A TOML file overriding the verdict's thresholds (SPEC section 6)."),
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Deletion/insertion steps.")] = 50,
+    randomization: Annotated[
+        str,
+        typer.Option(
+            help="blocks (per block/stage, cascading from the head), layers (every layer "
+            "with parameters: slower) or none."
+        ),
+    ] = "blocks",
+    checkpoint: Checkpoint = None,
+    labels: Labels = None,
+    trust_checkpoint: TrustCheckpoint = False,
+    report: Report = True,
+    quiet: Quiet = False,
+) -> None:
+    """Can these maps be trusted? Randomization, deletion/insertion, localization and red
+    flags, and a verdict per model and method (pass, warn, fail) with reasons.
+
+    Examples:
+
+    \b
+      seewhy check xray1.png xray2.png --mask m1.png --mask m2.png -m convnext.toml
+      seewhy check cases.csv --mask-col mask -m convnext.toml -m effnet.toml --method gradcam,ig
+      seewhy check data/test --sample 16 -m best.toml --thresholds strict.toml
+    """
+
+    def work() -> int:
+        from seewhy.jobs.check import CheckOptions, run_check
+        from seewhy.methods.registry import split_method_specs
+        from seewhy.render.console import print_checks
+
+        samples = _samples(
+            images,
+            data,
+            sample=sample,
+            seed=seed,
+            id_col=id_col,
+            image_col=image_col,
+            target_col=target_col,
+            text=text,
+            text_col=text_col,
+            mask_col=mask_col,
+            masks=mask,
+        )
+        opts = CheckOptions(
+            methods=split_method_specs(method),
+            n_background=n_background,
+            target=target,
+            layer=layer,
+            out=out,
+            device=device,
+            batch_size=batch_size,
+            seed=seed,
+            trust_checkpoint=trust_checkpoint,
+            checkpoint=checkpoint,
+            labels=_split([labels]) if labels else None,
+            progress=not quiet,
+            report=report,
+            thresholds=thresholds,
+            steps=steps,
+            randomization=randomization,
+            box_cols=tuple(_split([box_cols])) if box_cols else None,
+        )
+        outcome = run_check(samples, model, opts)
+        if not quiet:
+            print_checks(outcome.summary, outcome.out, outcome.failed)
         return outcome.exit_code
 
     raise typer.Exit(_run(work))
@@ -276,7 +446,9 @@ def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("seewhy-demo"),
     quiet: Annotated[bool, typer.Option(help="No progress bar or console summary.")] = False,
 ) -> None:
-    """Explain the bundled demo X-rays with two small models and three methods; offline.
+    """Explain the bundled demo X-rays with two small models and three methods, check the
+    maps (randomization, deletion/insertion, localization against the bundled masks, red
+    flags) and give a verdict per model and method; offline.
 
     Example:
 
@@ -286,11 +458,12 @@ def demo(
 
     def work() -> int:
         from seewhy.jobs.demo import run_demo
-        from seewhy.render.console import print_summary
+        from seewhy.render.console import print_checks, print_summary
 
         outcome = run_demo(out, progress=not quiet)
         if not quiet:
-            print_summary(outcome.summary, outcome.out, outcome.failed)
+            print_summary(outcome.summary, outcome.out, outcome.failed, footer=False)
+            print_checks(outcome.summary, outcome.out, outcome.failed)
         return outcome.exit_code
 
     raise typer.Exit(_run(work))

@@ -128,7 +128,7 @@ def test_report_inlines_figures_and_escapes_user_text(tmp_path: Path) -> None:
     # the tables
     assert "<h2 id='errors' class='bad'>Failed samples (1)</h2>" in html
     assert "<td>bad</td><td>bad.png</td><td>not &lt;script&gt;" in html
-    assert "randomization_similarity" in html and "<td class='num'>0.812</td>" in html
+    assert "randomization ρ" in html and "<td class='num'>0.812</td>" in html
     assert "<span class='verdict-fail'>fail</span>" in html
     assert "val_acc: 0.93" in html and "123.5" in html and "image: 0.75, text: 0.25" in html
 

@@ -156,17 +156,17 @@ def test_every_section_is_there_with_its_numbers(tmp_path: Path) -> None:
     # contents: one link per section, in page order, and one per sample card
     links = re.findall(r"<li><a href='#([\w-]+)'>([^<]+)</a></li>", html)
     assert links == [
+        ("checks", "Can these maps be trusted?"),
         ("models", "Models"),
         ("errors", "Failed samples"),
         ("agreement", "Agreement between models"),
-        ("checks", "Trust checks"),
         ("cohorts", "Cohorts"),
         ("samples", "Samples"),
         ("sample-0", "xray-1"),
         ("sample-1", "tile-7"),
     ]
     headings = re.findall(r"<h2 id='(\w+)'", html)
-    assert headings == ["models", "errors", "agreement", "checks", "cohorts", "samples"]
+    assert headings == ["checks", "models", "errors", "agreement", "cohorts", "samples"]
     # models
     assert (
         "<tr><td>convnext</td><td>timm:convnextv2_atto</td><td>ck.pth</td>"
@@ -180,15 +180,18 @@ def test_every_section_is_there_with_its_numbers(tmp_path: Path) -> None:
         "<tr><td>xray-1</td><td>convnext vs price</td><td>gradcam</td><td>yes</td>"
         "<td class='num'>0.712</td><td class='num'>0.25</td></tr>"
     ) in html
-    # checks: the figure as a column, the verdict coloured, reasons joined
-    assert "<th>randomization_similarity</th>" in html
+    # checks, first: the verdict coloured, reasons joined beside it, then the figures
     assert (
-        "<tr><td>convnext</td><td>gradcam</td><td><span class='verdict-pass'>pass</span></td>"
-        "<td class='num'>0.123</td><td>-</td></tr>"
+        "<th>verdict</th><th>model</th><th>method</th><th>reasons</th><th>randomization ρ</th>"
+        in html
+    )
+    assert (
+        "<tr><td><span class='verdict-pass'>pass</span></td><td>convnext</td><td>gradcam</td>"
+        "<td>-</td><td class='num'>0.123</td></tr>"
     ) in html
     assert (
-        "<td><span class='verdict-fail'>fail</span></td><td class='num'>0.988</td>"
-        "<td>map does not depend on the weights</td></tr>"
+        "<tr><td><span class='verdict-fail'>fail</span></td><td>convnext</td><td>ig</td>"
+        "<td>map does not depend on the weights</td><td class='num'>0.988</td></tr>"
     ) in html
     # cohorts: members counted and listed, shares, the mean map's figure
     assert (
@@ -260,7 +263,14 @@ def test_user_text_is_escaped_in_every_section(tmp_path: Path) -> None:
             }
         ],
         "checks": [
-            {"model": EVIL, "method": method, EVIL: 0.5, "verdict": EVIL, "reasons": [EVIL]}
+            {
+                "model": EVIL,
+                "method": method,
+                "collapse_layer": EVIL,
+                "verdict": EVIL,
+                "reasons": [EVIL],
+                "flagged_samples": [{"sample": EVIL, "flags": [EVIL]}],
+            }
         ],
         "cohorts": [{"name": EVIL, "sample_ids": [EVIL], "mean_map": f"maps/{EVIL}.npy"}],
     }
@@ -272,17 +282,19 @@ def test_user_text_is_escaped_in_every_section(tmp_path: Path) -> None:
     assert html.count(ESCAPED) >= 35
     assert f"<td>ig(steps={ESCAPED})</td>" in html  # a method's settings
     assert f"<h3>{ESCAPED}</h3>" in html  # a sample id
-    assert f"<th>{ESCAPED}</th>" in html  # a check's figure name, as a column header
+    assert (
+        f"<td>{ESCAPED}</td><td>{ESCAPED} / ig(steps={ESCAPED}): {ESCAPED}</td>" in html
+    )  # a case
     assert f"<span class=''>{ESCAPED}</span>" in html  # an unknown verdict: no CSS class
     assert f"alt='{ESCAPED} · {ESCAPED} · ig(steps={ESCAPED})'" in html
     assert f"figure missing: figures/{ESCAPED}.png (file not found)" in html
     assert f"cohort {ESCAPED}: mean map in maps/{ESCAPED}.npy" in html
     # element ids and links are generated, never taken from the data
     assert re.findall(r"id='([^']*)'", html) == [
+        "checks",
         "models",
         "errors",
         "agreement",
-        "checks",
         "cohorts",
         "samples",
         "sample-0",

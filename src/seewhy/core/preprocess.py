@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL.Image import Image
     from torch import Tensor
 
@@ -75,6 +76,37 @@ class Preprocess:
         if (new_w, new_h) != (width, height):
             img = img.resize((new_w, new_h), resample)
         return _center_crop(img, h, w, fill)
+
+    def frame_mask(self, mask: Image) -> np.ndarray:
+        """A mask in the model's input frame: a bool array ``[H, W]`` lying exactly over the
+        maps (and over :meth:`frame`'s image).
+
+        The geometry is :meth:`frame`'s (the same resize and centre crop) with ``NEAREST``
+        resampling, so no pixel is blended; padding (``border`` mode) is outside the mask.
+        A pixel is in the mask when it is non-zero: any channel for colour masks, the palette
+        index for palette (``P``) masks (index 0 = background, as label maps use it), the
+        value itself for 16-bit, 32-bit and float masks. Where an alpha channel has some
+        transparency, the opaque part (alpha > 0) is the mask; where it is fully opaque the
+        colour decides.
+
+        Args:
+            mask: the mask as loaded, of the image's size (``width x height``).
+
+        Returns:
+            A bool array of shape ``size``.
+        """
+        import numpy as np
+        from PIL import Image as PILImage
+
+        inside = _nonzero(mask)
+        h, w = self.size
+        height, width = inside.shape
+        new_w, new_h, _ = self._resized(width, height)
+        img = PILImage.fromarray(inside.astype(np.uint8) * 255)  # mode "L"
+        if (new_w, new_h) != (width, height):
+            img = img.resize((new_w, new_h), PILImage.Resampling.NEAREST)
+        framed = _center_crop(img.convert("RGB"), h, w, (0, 0, 0))
+        return np.asarray(framed)[..., 0] > 0
 
     def _resized(self, width: int, height: int) -> tuple[int, int, tuple[int, ...]]:
         """The size an image of ``width x height`` is resized to before the centre crop, and
@@ -141,6 +173,27 @@ class Preprocess:
             "bit_depth": self.bit_depth,
             "source": self.source,
         }
+
+
+def _nonzero(mask: Image) -> np.ndarray:
+    """The mask's non-zero pixels as a bool array ``[height, width]`` (see
+    :meth:`Preprocess.frame_mask`)."""
+    import numpy as np
+
+    if mask.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mask.mode in ("P", "L", "RGB") and "transparency" in mask.info
+    ):
+        alpha = np.asarray(mask.convert("RGBA"))[..., -1]
+        if (alpha < alpha.max()).any():  # some transparency: the opaque part is the mask
+            return np.asarray(alpha > 0)
+        if mask.mode not in ("P", "L", "1", "RGB"):  # fully opaque: the colour decides
+            mask = mask.convert("RGB")
+    if mask.mode not in ("1", "L", "P", "RGB", "I", "F") and not mask.mode.startswith("I;16"):
+        mask = mask.convert("RGB")  # CMYK, YCbCr, LAB, HSV ...
+    values = np.asarray(mask)
+    if values.ndim == 3:
+        return np.asarray((values != 0).any(axis=-1))
+    return np.asarray(values != 0)
 
 
 def _center_crop(img: Image, h: int, w: int, fill: tuple[int, ...]) -> Image:

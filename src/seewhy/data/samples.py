@@ -165,7 +165,7 @@ def _clash(a: _Draft, b: _Draft, sid: str) -> UsageError:
     )
 
 
-def _pick(samples: list[Sample], sample: int | None, seed: int) -> list[Sample]:
+def pick(samples: list[Sample], sample: int | None, seed: int) -> list[Sample]:
     """All samples, or ``sample`` of them drawn at random (seeded), in their order."""
     if sample is None:
         return samples
@@ -328,7 +328,7 @@ def from_inputs(
             if key not in seen:
                 seen.add(key)
                 drafts.append(d)
-    return _pick(_settle(drafts), sample, seed)
+    return pick(_settle(drafts), sample, seed)
 
 
 def read_table(path: Path) -> list[dict[str, Any]]:
@@ -384,7 +384,7 @@ def from_manifest(
         mask_col=mask_col,
     )
     _check_sample(sample)
-    return _pick(_settle(drafts), sample, seed)
+    return pick(_settle(drafts), sample, seed)
 
 
 def _blank(value: Any) -> bool:

@@ -1,12 +1,16 @@
-"""``seewhy demo``: the bundled X-ray-like samples, two small models, three methods, a report."""
+"""``seewhy demo``: the bundled X-ray-like samples, two small models, three methods, the trust
+checks (the samples come with masks) and a report."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from seewhy.jobs.explain import ExplainOptions, RunOutcome, run_explain
+from seewhy.jobs.check import CheckOptions, run_check
+from seewhy.jobs.explain import RunOutcome
 
 DEMO_METHODS = ["gradcam", "eigencam", "scorecam"]
+DEMO_STEPS = 20
+"""Deletion/insertion steps in the demo (50 elsewhere): its curves at a glance, in seconds."""
 
 
 def run_demo(out: str | Path = "seewhy-demo", *, progress: bool = True) -> RunOutcome:
@@ -15,7 +19,7 @@ def run_demo(out: str | Path = "seewhy-demo", *, progress: bool = True) -> RunOu
     from seewhy.data.samples import from_manifest
 
     samples = from_manifest(demo_manifest(), mask_col="mask_path", target_col="label")
-    opts = ExplainOptions(
-        methods=list(DEMO_METHODS), out=Path(out), device="cpu", progress=progress
+    opts = CheckOptions(
+        methods=list(DEMO_METHODS), out=Path(out), device="cpu", progress=progress, steps=DEMO_STEPS
     )
-    return run_explain(samples, [str(c) for c in demo_cards()], opts)
+    return run_check(samples, [str(c) for c in demo_cards()], opts)

@@ -205,8 +205,13 @@ def run_explain(
     model_specs: Sequence[str],
     opts: ExplainOptions,
     console: Console | None = None,
+    *,
+    loaded: Sequence[Model] | None = None,
 ) -> RunOutcome:
     """Explain every sample with every model and method; write figures, maps, summary, report.
+
+    ``loaded``: the models, already loaded from ``model_specs`` (``seewhy check`` loads them
+    once for the explanations and the checks).
 
     Samples go through the models in groups of ``opts.batch_size`` (the largest batch any
     forward pass sends to a model). A group that fails is retried sample by sample, so a sample
@@ -247,7 +252,7 @@ def run_explain(
         raise UsageError("no images to explain: pass IMAGE paths or --data MANIFEST")
     if opts.out.exists() and not opts.out.is_dir():
         raise UsageError(f"--out {opts.out} is a file, not a folder; pass a folder name")
-    models = load_models(model_specs, opts)
+    models = list(loaded) if loaded is not None else load_models(model_specs, opts)
     picked = [m.for_target(opts.target) for m in models]  # --target HEAD:LABEL picks a head
     if any(head is not m for (head, _), m in zip(picked, models, strict=True)):
         models = [head for head, _ in picked]

@@ -12,7 +12,12 @@ MAX_ROWS = 40
 
 
 def print_summary(
-    summary: dict[str, Any], out: Path, failed: int, console: Any | None = None
+    summary: dict[str, Any],
+    out: Path,
+    failed: int,
+    console: Any | None = None,
+    *,
+    footer: bool = True,
 ) -> None:
     """Predictions per sample and model, the agreement between models, and where the files are.
 
@@ -21,6 +26,8 @@ def print_summary(
         out: the output folder.
         failed: how many samples failed (listed in errors.jsonl).
         console: a ``rich.console.Console`` (default: standard output).
+        footer: end with where the report is and how many samples failed (off when the
+            checks' table follows and says it).
     """
     from rich.console import Console
     from rich.table import Table
@@ -62,6 +69,8 @@ def print_summary(
             t.add_row(*cells)
         console.print(t)
         _more(console, len(rows), out)
+    if not footer:
+        return
     console.print(f"report: {out / 'report.html'}")
     if failed:
         console.print(f"[yellow]{failed} sample(s) failed; see {out / 'errors.jsonl'}[/yellow]")
@@ -70,3 +79,58 @@ def print_summary(
 def _more(console: Any, rows: int, out: Path) -> None:
     if rows > MAX_ROWS:
         console.print(f"... and {rows - MAX_ROWS} more rows in {out / 'report.html'}")
+
+
+def print_checks(
+    summary: dict[str, Any], out: Path, failed: int, console: Any | None = None
+) -> None:
+    """The trust checks: one row per model and method, the verdict first, its reasons beside
+    it, then the cases to distrust and where the report is.
+
+    Args:
+        summary: the run's summary.json content (its ``checks[]``).
+        out: the output folder.
+        failed: how many samples failed (listed in errors.jsonl).
+        console: a ``rich.console.Console`` (default: standard output).
+    """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or Console()
+    checks = summary.get("checks", [])
+    colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+    table = Table(title="seewhy: can these maps be trusted?", show_lines=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("model")
+    table.add_column("method")
+    table.add_column("reasons")
+    for c in checks[:MAX_ROWS]:
+        verdict = str(c.get("verdict", "-"))
+        style = colour.get(verdict, "")
+        cell = f"[bold {style}]{verdict.upper()}[/]" if style else escape(verdict)
+        reasons = c.get("reasons") or []
+        table.add_row(
+            cell,
+            escape(str(c.get("model", ""))),
+            escape(str(c.get("method", ""))),
+            escape("\n".join(str(r) for r in reasons) or "-"),
+        )
+    console.print(table)
+    _more(console, len(checks), out)
+    flagged: dict[str, set[str]] = {}
+    for c in checks:
+        for f in c.get("flagged_samples", []):
+            flagged.setdefault(str(f.get("sample")), set()).update(map(str, f.get("flags", [])))
+    if flagged:
+        shown = list(flagged.items())[:MAX_ROWS]
+        t = Table(title="cases to distrust")
+        t.add_column("sample")
+        t.add_column("flags")
+        for sid, why in shown:
+            t.add_row(escape(sid), escape(", ".join(sorted(why))))
+        console.print(t)
+        _more(console, len(flagged), out)
+    console.print(f"report: {out / 'report.html'}")
+    if failed:
+        console.print(f"[yellow]{failed} sample(s) failed; see {out / 'errors.jsonl'}[/yellow]")

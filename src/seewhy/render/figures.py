@@ -896,3 +896,52 @@ def combined_figure(
         features_signed=features_signed,
     )
     return save_figure(fig, path)
+
+
+def build_check_figure(record: dict[str, Any]) -> Figure:
+    """The curves behind one model x method's trust checks (a ``checks[]`` entry): deletion
+    and insertion of the map's pixels beside a random order, and the randomization cascade's
+    rank correlation and SSIM per randomized block."""
+    curves = record.get("curves") or {}
+    cascade = [c for c in curves.get("randomization") or [] if isinstance(c, dict)]
+    panels = 3 if cascade else 2
+    fig = _figure(4.2 * panels, 3.4, constrained=True)
+    axes = fig.subplots(1, panels)
+    ylabel = "explained score"
+    for ax, kind in zip(axes[:2], ("deletion", "insertion"), strict=True):
+        ours, rand = curves.get(kind) or [], curves.get(f"{kind}_random") or []
+        for values, label, style in ((ours, "map order", "-"), (rand, "random order", "--")):
+            if values:
+                xs = [i / max(len(values) - 1, 1) for i in range(len(values))]
+                auc = record.get(f"{kind}_auc" if label == "map order" else f"{kind}_auc_random")
+                tag = f" (AUC {auc:.2f})" if isinstance(auc, (int, float)) else ""
+                ax.plot(xs, values, style, label=f"{label}{tag}")
+        ax.set_title(f"{kind}: {'lower' if kind == 'deletion' else 'higher'} is better")
+        ax.set_xlabel(f"share of pixels {'removed' if kind == 'deletion' else 'put back'}")
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="best", fontsize=8)
+    if cascade:
+        ax = axes[2]
+        names = [str(c.get("layer")) for c in cascade]
+        xs = list(range(len(names)))
+        for key, label in (("rank_correlation", "rank correlation"), ("ssim", "SSIM")):
+            ys = [
+                c.get(key) if isinstance(c.get(key), (int, float)) else float("nan")
+                for c in cascade
+            ]
+            ax.plot(xs, ys, "o-", label=label)
+        ax.set_xticks(xs, [_short(n, 12) for n in names], rotation=60, fontsize=7)
+        ax.set_ylim(-1.05, 1.05)
+        ax.axhline(0.0, color="#999", lw=0.6)
+        ax.set_title("randomization, from the head down")
+        ax.set_ylabel("similarity to the trained map")
+        ax.legend(loc="best", fontsize=8)
+    fig.suptitle(
+        f"{record.get('model')} / {record.get('method')}: {str(record.get('verdict', '')).upper()}"
+    )
+    return fig
+
+
+def check_figure(record: dict[str, Any], path: str | Path) -> Path:
+    """Write :func:`build_check_figure` of ``record`` to ``path`` (a PNG, atomically)."""
+    return save_figure(build_check_figure(record), path)

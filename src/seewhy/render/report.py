@@ -256,9 +256,28 @@ def _agreement(items: list[dict[str, Any]]) -> Table:
     return _table(headers, rows)
 
 
-def _checks(items: list[dict[str, Any]]) -> Table:
-    fixed = ("model", "method", "verdict", "reasons")
-    figures = list(dict.fromkeys(k for c in items for k in c if k not in fixed))
+_CHECK_FIGURES = (
+    ("randomization_similarity", "randomization ρ"),
+    ("collapse_layer", "collapses at"),
+    ("deletion_auc", "deletion AUC"),
+    ("deletion_auc_random", "(random order)"),
+    ("insertion_auc", "insertion AUC"),
+    ("insertion_auc_random", "(random order)"),
+    ("pointing_game", "pointing game"),
+    ("energy_in_mask", "energy in mask"),
+    ("mask_area", "(mask area)"),
+    ("border_share", "border share"),
+    ("border_area", "(border area)"),
+)
+"""The figures the checks table shows, in order, with their column names (SPEC section 6);
+the rest are in summary.json."""
+
+
+def _checks(items: list[dict[str, Any]], figures: _Figures) -> dict[str, Any]:
+    """The "Can these maps be trusted?" section: one row per model x method, the verdict
+    first and its reasons beside it, the figures after; the cases to distrust; each check's
+    curves figure."""
+    shown = [(k, name) for k, name in _CHECK_FIGURES if any(c.get(k) is not None for c in items)]
     rows = []
     spans = []
     for c in items:
@@ -267,19 +286,29 @@ def _checks(items: list[dict[str, Any]]) -> Table:
         reasons = c.get("reasons")
         text = "; ".join(map(str, reasons)) if isinstance(reasons, list) else reasons
         rows.append(
-            [
-                c.get("model"),
-                c.get("method"),
-                verdict,
-                *[c.get(k) for k in figures],
-                text or "-",
-            ]
+            [verdict, c.get("model"), c.get("method"), text or "-", *[c.get(k) for k, _ in shown]]
         )
         spans.append(css)
-    table = _table(["model", "method", "verdict", *figures, "reasons"], rows)
+    table = _table(["verdict", "model", "method", "reasons", *[n for _, n in shown]], rows)
     for row, css in zip(table["rows"], spans, strict=True):
-        row[2]["span"] = css  # the verdict, coloured
-    return table
+        row[0]["span"] = css  # the verdict, coloured
+    distrust: dict[str, list[str]] = {}
+    for c in items:
+        for f in c.get("flagged_samples") or []:
+            if isinstance(f, dict):
+                flags = ", ".join(map(str, f.get("flags", [])))
+                why = f"{c.get('model')} / {c.get('method')}: {flags}"
+                distrust.setdefault(str(f.get("sample")), []).append(why)
+    cases = _table(["sample", "why"], [[k, "; ".join(v)] for k, v in distrust.items()])
+    plots = [
+        figures.figure(
+            c["figure"],
+            f"{c.get('model')} / {c.get('method')}: deletion, insertion and randomization",
+        )
+        for c in items
+        if c.get("figure")
+    ]
+    return {"table": table, "cases": cases if distrust else None, "figures": plots}
 
 
 def _cohorts(items: list[dict[str, Any]], figures: _Figures) -> dict[str, Any]:
@@ -530,13 +559,12 @@ def _page(out: Path) -> dict[str, Any]:
             listed.add(sid)
             samples.append({"id": sid})
 
-    sections = [("models", "Models")]
+    sections = [("checks", "Can these maps be trusted?")] if checks else []
+    sections.append(("models", "Models"))
     if errors:
         sections.append(("errors", "Failed samples"))
     if agreement:
         sections.append(("agreement", "Agreement between models"))
-    if checks:
-        sections.append(("checks", "Trust checks"))
     if cohorts:
         sections.append(("cohorts", "Cohorts"))
     sections.append(("samples", "Samples"))
@@ -547,7 +575,7 @@ def _page(out: Path) -> dict[str, Any]:
         "errors": _errors(errors) if errors else None,
         "error_count": len(errors),
         "agreement": _agreement(agreement) if agreement else None,
-        "checks": _checks(checks) if checks else None,
+        "checks": _checks(checks, figures) if checks else None,
         "cohorts": _cohorts(cohorts, figures) if cohorts else None,
         "samples": [
             _sample_card(f"sample-{i}", s, results, agreement, figures)
