@@ -317,6 +317,8 @@ def check(
     thresholds: Thresholds | Mapping[str, float] | str | Path | None = None,
     steps: int = 50,
     randomization: str = "blocks",
+    randomization_mode: str = "cascade",
+    faithfulness_precision: str = "float32",
     batch_size: int = 8,
     seed: int = 0,
     sample_ids: Sequence[str] | None = None,
@@ -349,6 +351,11 @@ def check(
         steps: deletion/insertion steps (default 50).
         randomization: ``blocks`` (per block/stage from the head, default), ``layers`` (every
             layer with parameters, quantus's MPRT granularity) or ``none``.
+        randomization_mode: ``cascade`` (default: from the head down, each step keeping the
+            blocks before it randomized) or ``independent`` (each block alone).
+        faithfulness_precision: the deletion/insertion forwards: ``float32`` (default,
+            exact) or ``auto`` (bfloat16 autocast where the hardware computes it natively,
+            through the forward engine's folded, channels-last copy).
         batch_size: the largest batch any forward pass sends to the model.
         seed: the seed of the random pixel orders, the randomized weights and random methods.
         sample_ids: one id per sample (per-sample figures and seeds); default ``0 .. B-1``.
@@ -423,8 +430,10 @@ def check(
             thresholds=limits,
             steps=steps,
             randomization=randomization,
+            randomization_mode=randomization_mode,
             batch_size=batch_size,
             seed=seed,
+            precision=faithfulness_precision,
             progress=progress,
         )
         predicted[name] = resolved.class_indices.cpu()

@@ -316,6 +316,13 @@ def check(
             "with parameters: slower) or none."
         ),
     ] = "blocks",
+    randomization_mode: Annotated[
+        str,
+        typer.Option(
+            help="cascade (block after block from the head, the ones before kept randomized) "
+            "or independent (each block alone)."
+        ),
+    ] = "cascade",
     checkpoint: Checkpoint = None,
     labels: Labels = None,
     trust_checkpoint: TrustCheckpoint = False,
@@ -368,6 +375,7 @@ def check(
             thresholds=thresholds,
             steps=steps,
             randomization=randomization,
+            randomization_mode=randomization_mode,
             box_cols=tuple(_split([box_cols])) if box_cols else None,
         )
         outcome = run_check(samples, model, opts)

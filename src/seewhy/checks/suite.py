@@ -133,6 +133,7 @@ def run_checks(
     thresholds: Thresholds | None = None,
     steps: int = 50,
     randomization: str = "blocks",
+    randomization_mode: str = "cascade",
     batch_size: int = 8,
     seed: int = 0,
     precision: str = "float32",
@@ -155,6 +156,10 @@ def run_checks(
         thresholds: the verdict rules' thresholds.
         steps: deletion/insertion steps.
         randomization: ``blocks`` (default), ``layers`` or ``none``.
+        randomization_mode: ``cascade`` (default: block after block from the head, each
+            step keeping the ones before randomized; ``randomization_similarity`` is the last
+            step's, everything randomized) or ``independent`` (each block alone, the others
+            trained; ``randomization_similarity`` is the mean over the blocks).
         batch_size: the largest batch any forward sends to the model.
         seed: the randomized copies' seed.
         precision: the deletion/insertion forwards' precision (``float32`` or ``auto``).
@@ -170,6 +175,11 @@ def run_checks(
         raise UsageError(
             f"randomization '{randomization}': use {', '.join(RANDOMIZATIONS)} (blocks: per "
             "block/stage from the head; layers: every layer with parameters; none: skip it)"
+        )
+    if randomization_mode not in rnd.MODES:
+        raise UsageError(
+            f"randomization_mode '{randomization_mode}': use {' or '.join(rnd.MODES)} (cascade: "
+            "block after block from the head; independent: each block alone)"
         )
     if "image" not in inputs:
         raise UsageError(
@@ -191,7 +201,8 @@ def run_checks(
     curves: list[dict[str, Any]] = [{} for _ in methods]
 
     if randomization != "none":
-        say(f"randomization ({randomization}, cascading from the head)")
+        how = "cascading from the head" if randomization_mode == "cascade" else "one at a time"
+        say(f"randomization ({randomization}, {how})")
 
         def image_maps(m: Model) -> list[Tensor]:
             return [e.map.detach().float().cpu() for e in maps_of(m)]
@@ -200,15 +211,19 @@ def run_checks(
             model,
             image_maps,
             granularity=randomization,
+            mode=randomization_mode,
             seed=seed,
             trained=maps,
             progress=say,
         )
         for k, r in enumerate(results):
-            sim = r.similarity()
+            cascade = randomization_mode == "cascade"
+            sim = r.similarity() if cascade else torch.nanmean(r.rank_correlation, dim=0)
+            ssim = r.ssim[-1] if cascade else torch.nanmean(r.ssim, dim=0)
             per[k]["randomization_similarity"] = _values(sim)
             figs[k]["randomization_similarity"] = _mean(sim)
-            figs[k]["randomization_ssim"] = _mean(r.ssim[-1]) if len(r.layers) else None
+            figs[k]["randomization_ssim"] = _mean(ssim) if len(r.layers) else None
+            figs[k]["randomization_mode"] = randomization_mode
             figs[k]["collapse_layer"] = r.collapse_layer(thresholds.collapse_threshold)
             curves[k]["randomization"] = [
                 {

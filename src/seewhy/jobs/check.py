@@ -49,6 +49,7 @@ class CheckOptions(ExplainOptions):
     thresholds: Path | None = None
     steps: int = 50
     randomization: str = "blocks"
+    randomization_mode: str = "cascade"
     box_cols: tuple[str, ...] | None = None
 
 
@@ -66,6 +67,7 @@ def run_check(
     """
     from rich.console import Console
 
+    from seewhy.checks.randomization import MODES
     from seewhy.checks.suite import RANDOMIZATIONS
     from seewhy.checks.verdict import Thresholds
     from seewhy.data.output import OutputFolder
@@ -76,6 +78,10 @@ def run_check(
         raise UsageError(f"--steps must be >= 1, got {opts.steps}")
     if opts.randomization not in RANDOMIZATIONS:
         raise UsageError(f"--randomization {opts.randomization}: use {', '.join(RANDOMIZATIONS)}")
+    if opts.randomization_mode not in MODES:
+        raise UsageError(
+            f"--randomization-mode {opts.randomization_mode}: use {' or '.join(MODES)}"
+        )
     boxes = _box_columns(samples, opts.box_cols)
     models = load_models(model_specs, opts) if samples else []
     explained = run_explain(
@@ -186,6 +192,7 @@ def _check_model(
             thresholds=thresholds,
             steps=opts.steps,
             randomization=opts.randomization,
+            randomization_mode=opts.randomization_mode,
             batch_size=opts.batch_size,
             seed=opts.seed,
             sample_ids=[s.id for s in samples],
