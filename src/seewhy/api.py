@@ -322,6 +322,7 @@ def check(
     batch_size: int = 8,
     seed: int = 0,
     sample_ids: Sequence[str] | None = None,
+    background: Any = None,
     progress: Callable[[str], None] | None = None,
     **settings: Any,
 ) -> list[CheckResult]:
@@ -359,6 +360,8 @@ def check(
         batch_size: the largest batch any forward pass sends to the model.
         seed: the seed of the random pixel orders, the randomized weights and random methods.
         sample_ids: one id per sample (per-sample figures and seeds); default ``0 .. B-1``.
+        background: the rows expected gradients draw baselines from, as :func:`explain`
+            takes them (``None``: the given inputs; ``[]``: the zero baseline).
         progress: called with a short description of each stage.
         settings: other method settings, as :func:`explain` takes them.
 
@@ -375,6 +378,7 @@ def check(
         limits = _Thresholds.of(thresholds)
     else:
         limits = _Thresholds.load(thresholds)
+    check_batch_size(batch_size)
     many = isinstance(model, (list, tuple))
     given: list[Any] = list(model) if isinstance(model, (list, tuple)) else [model]
     models = [as_model(m) for m in given]
@@ -382,7 +386,7 @@ def check(
         raise UsageError("no model given to check")
     out: list[CheckResult] = []
     maps: dict[tuple[str, str], Tensor] = {}
-    predicted: dict[str, Tensor] = {}
+    predicted: dict[str, Tensor | None] = {}
     names = unique_names([m.name for m in models])
     for m0, name in zip(models, names, strict=True):
         m, tgt = m0.for_target(target)
@@ -398,8 +402,8 @@ def check(
         for method in instances:
             method.check_applicable(m.module)
         instances = _resolve_auto_layer(m, batch, instances)
-        resolved = _resolve(m, batch, tgt, batch_size)
-        framed = _masks(m, masks, batch)
+        resolved, predicted[name] = _resolve(m, batch, tgt, batch_size)
+        framed = _masks(m, masks, batch, inputs)
 
         def maps_of(
             copy: Model,
@@ -416,6 +420,7 @@ def check(
                 batch_size=batch_size,
                 seed=seed,
                 sample_ids=ids,
+                background=background,
             )
 
         done = run_checks(
@@ -436,7 +441,6 @@ def check(
             precision=faithfulness_precision,
             progress=progress,
         )
-        predicted[name] = resolved.class_indices.cpu()
         out.extend(done)
         for r in done:
             if r.maps is not None:
@@ -456,22 +460,28 @@ def unique_names(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _resolve(model: Model, batch: Inputs, target: str | int | Target, step: int) -> ResolvedTarget:
-    """``target`` resolved on the model's clean output (``batch_size`` rows per forward)."""
+def _resolve(
+    model: Model, batch: Inputs, target: str | int | Target, step: int
+) -> tuple[ResolvedTarget, Tensor | None]:
+    """``target`` resolved on the model's clean output (``batch_size`` rows per forward), and
+    the predicted classes (``None`` for a regressor: models are then compared on every
+    sample)."""
     import torch
 
     from seewhy.core.state import explaining
 
-    if isinstance(target, ResolvedTarget):
-        return target
-    tgt = model.target(target)
     with explaining(model.module), torch.no_grad():
         out = torch.cat([model.forward(chunk) for chunk in batch.chunks(step)])
-    return tgt.resolve(out)
+    predicted = None if model.task == "regression" else model.target("pred").resolve(out)
+    classes = None if predicted is None else predicted.class_indices.cpu()
+    if isinstance(target, ResolvedTarget):
+        return target, classes
+    return model.target(target).resolve(out), classes
 
 
-def _masks(model: Model, masks: Any, batch: Inputs) -> Tensor | None:
-    """The masks as one bool ``[B, H, W]`` tensor in the model-input frame (``None``: none)."""
+def _masks(model: Model, masks: Any, batch: Inputs, inputs: Any) -> Tensor | None:
+    """The masks as one bool ``[B, H, W]`` tensor in the model-input frame (``None``: none).
+    A mask file given for an image file must have that image's size."""
     import numpy as np
     import torch
 
@@ -501,7 +511,7 @@ def _masks(model: Model, masks: Any, batch: Inputs) -> Tensor | None:
         if isinstance(item, (str, Path)):
             from seewhy.data.masks import load_mask
 
-            item = load_mask(item, model.preprocess)
+            item = load_mask(item, model.preprocess, image_size=_image_size(inputs, i))
         t = torch.as_tensor(np.asarray(item) if not isinstance(item, torch.Tensor) else item)
         if tuple(t.shape[-2:]) != size or t.ndim != 2:
             raise UsageError(
@@ -512,10 +522,28 @@ def _masks(model: Model, masks: Any, batch: Inputs) -> Tensor | None:
     return out
 
 
+def _image_size(inputs: Any, i: int) -> tuple[int, int] | None:
+    """The (width, height) of input ``i`` when the inputs are image files or PIL images (a mask
+    file must match it), else ``None``."""
+    from PIL import Image
+
+    items = inputs if isinstance(inputs, (list, tuple)) else None
+    if items is None or i >= len(items):
+        return None
+    item = items[i]
+    if isinstance(item, Image.Image):
+        return item.size
+    if isinstance(item, (str, Path)):
+        from seewhy.data.images import load_image
+
+        return load_image(item).size
+    return None
+
+
 def _compare_models(
     results: list[CheckResult],
     maps: Mapping[tuple[str, str], Tensor],
-    predicted: Mapping[str, Tensor],
+    predicted: Mapping[str, Tensor | None],
     names: Sequence[str],
     limits: Thresholds,
 ) -> list[CheckResult]:
@@ -531,7 +559,12 @@ def _compare_models(
         for other in names:
             if other == r.model or (other, r.method) not in maps:
                 continue
-            same = predicted[r.model] == predicted[other]
+            pa, pb = predicted[r.model], predicted[other]
+            same = (
+                torch.ones(maps[r.model, r.method].shape[0], dtype=torch.bool)
+                if pa is None or pb is None
+                else pa == pb
+            )
             if not bool(same.any()):
                 continue
             rho = disagreement(maps[r.model, r.method][same], maps[other, r.method][same])

@@ -377,7 +377,8 @@ def deletion_insertion(
         who = valid[sample]
         return x.take(who).replace(**{IMAGE: torch.where(from_image, image[who], blur[who])})
 
-    run = engine or ForwardEngine(model, x, batch_size=step, precision=precision)
+    # a perturbed copy scored NaN/inf makes its sample's curves NaN; it does not stop the batch
+    run = engine or ForwardEngine(model, x, batch_size=step, precision=precision, finite=False)
     kind = _score_kind(model, target)
 
     def read(out: Tensor, start: int, stop: int) -> Tensor:

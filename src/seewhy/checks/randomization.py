@@ -298,12 +298,19 @@ def randomization(
         One :class:`RandomizationResult` per map that ``maps_of`` returns, in its order.
 
     Raises:
-        UsageError: an unknown granularity or mode, a model without parameters, a module that
-            cannot be deep-copied, or ``maps_of`` returning something other than the same
-            number of maps ``[B, H, W]`` at each step.
+        UsageError: an unknown granularity or mode, a model without parameters, a TorchScript
+            module, a module that cannot be deep-copied, or ``maps_of`` returning something
+            other than the same number of maps ``[B, H, W]`` at each step.
     """
     if mode not in MODES:
         raise UsageError(f"unknown randomization mode '{mode}'; choose 'cascade' or 'independent'")
+    import torch
+
+    if isinstance(model.module, torch.jit.ScriptModule):
+        raise UsageError(
+            f"model '{model.name}' is TorchScript: its layers cannot be re-initialised from "
+            "Python; check the model it was exported from"
+        )
     steps = randomizable_blocks(model.module, granularity)
     if not steps:
         raise UsageError(

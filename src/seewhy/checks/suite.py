@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from seewhy.checks.verdict import Thresholds, judge_flags
-from seewhy.core.errors import UsageError
+from seewhy.core.errors import ModelOutputError, UsageError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -116,6 +116,15 @@ def _mean(values: Tensor) -> float | None:
     return float(v.mean()) if v.numel() else None
 
 
+def _median(values: Tensor) -> float | None:
+    """The median of the finite values (the lower middle one), ``None`` when there are none."""
+    import torch
+
+    v = values.detach().double().flatten()
+    v = v[torch.isfinite(v)]
+    return float(v.median()) if v.numel() else None
+
+
 def _values(values: Tensor) -> list[float | None]:
     return [float(x) if math.isfinite(float(x)) else None for x in values.detach().double()]
 
@@ -203,19 +212,29 @@ def run_checks(
     if randomization != "none":
         how = "cascading from the head" if randomization_mode == "cascade" else "one at a time"
         say(f"randomization ({randomization}, {how})")
+        broken: list[str] = []
 
         def image_maps(m: Model) -> list[Tensor]:
-            return [e.map.detach().float().cpu() for e in maps_of(m)]
+            try:
+                return [e.map.detach().float().cpu() for e in maps_of(m)]
+            except ModelOutputError as exc:  # a randomized copy gave NaN/inf: no similarity
+                broken.append(str(exc))
+                return [torch.full_like(t, math.nan) for t in maps]
 
-        results = rnd.randomization(
-            model,
-            image_maps,
-            granularity=randomization,
-            mode=randomization_mode,
-            seed=seed,
-            trained=maps,
-            progress=say,
-        )
+        try:
+            results = rnd.randomization(
+                model,
+                image_maps,
+                granularity=randomization,
+                mode=randomization_mode,
+                seed=seed,
+                trained=maps,
+                progress=say,
+            )
+        except UsageError as exc:  # not copyable, no parameters, TorchScript: say so, go on
+            results = []
+            for k in range(len(methods)):
+                figs[k]["randomization_skipped"] = str(exc)
         for k, r in enumerate(results):
             cascade = randomization_mode == "cascade"
             sim = r.similarity() if cascade else torch.nanmean(r.rank_correlation, dim=0)
@@ -224,7 +243,11 @@ def run_checks(
             figs[k]["randomization_similarity"] = _mean(sim)
             figs[k]["randomization_ssim"] = _mean(ssim) if len(r.layers) else None
             figs[k]["randomization_mode"] = randomization_mode
-            figs[k]["collapse_layer"] = r.collapse_layer(thresholds.collapse_threshold)
+            figs[k]["collapse_layer"] = (  # independent steps have no order to collapse in
+                r.collapse_layer(thresholds.collapse_threshold) if cascade else None
+            )
+            if broken:
+                figs[k]["randomization_nonfinite_steps"] = len(broken)
             curves[k]["randomization"] = [
                 {
                     "layer": layer,
@@ -235,7 +258,9 @@ def run_checks(
             ]
 
     say(f"deletion and insertion ({steps} steps)")
-    engine = ForwardEngine(model, inputs, batch_size=batch_size, precision=precision)
+    engine = ForwardEngine(
+        model, inputs, batch_size=batch_size, precision=precision, finite=False
+    )  # a NaN score on a perturbed copy makes that sample's curves NaN, not the whole check
     for k, m in enumerate(maps):
         c = faithfulness.deletion_insertion(
             model,
@@ -262,8 +287,8 @@ def run_checks(
             "deletion_gain": aucs["deletion_auc_random"] - aucs["deletion_auc"],
             "insertion_gain": aucs["insertion_auc"] - aucs["insertion_auc_random"],
         }
-        for name, v in gains.items():
-            figs[k][name] = _mean(v[shows]) if bool(shows.any()) else None
+        for name, v in gains.items():  # medians: one sample's extreme curve cannot decide
+            figs[k][name] = _median(v[shows]) if bool(shows.any()) else None
         for name in ("deletion", "insertion", "deletion_random", "insertion_random"):
             curve = getattr(c, name)
             finite = torch.isfinite(curve).all(dim=1)
@@ -283,6 +308,9 @@ def run_checks(
                 "give one mask per sample in the model-input frame"
             )
         has_mask = masks.flatten(1).any(dim=1)
+        if not bool(has_mask.any()):
+            for f in figs:
+                f["mask_samples"] = 0  # every mask empty: nothing to point at
     size = (int(maps[0].shape[-2]), int(maps[0].shape[-1]))
     border_area = flags.border_area(size)
     for k, m in enumerate(maps):
@@ -345,15 +373,19 @@ def run_checks(
 
 
 def _dilated(masks: Tensor, share: float) -> Tensor:
-    """``masks`` grown by ``round(share * longer side)`` pixels in every direction (a square
-    neighbourhood): the pointing game's tolerance."""
+    """``masks`` grown by a disk of radius ``share * longer side`` pixels: every pixel within
+    that distance of the mask (the pointing game's tolerance, Zhang et al. 2018)."""
+    import torch
     import torch.nn.functional as F
 
-    r = round(share * max(masks.shape[-2:]))
+    radius = share * max(masks.shape[-2:])
+    r = int(radius)
     if r < 1:
         return masks
-    grown = F.max_pool2d(masks[:, None].float(), 2 * r + 1, stride=1, padding=r)
-    return grown[:, 0] > 0
+    d = torch.arange(-r, r + 1, dtype=torch.float32)
+    disk = ((d[:, None] ** 2 + d[None, :] ** 2) <= radius**2).float()[None, None]
+    grown = F.conv2d(masks[:, None].float(), disk, padding=r)
+    return grown[:, 0] > 0.5
 
 
 def _flagged(

@@ -33,7 +33,7 @@ class Thresholds:
         faithfulness_margin: how far the map's pixel order must beat a seeded random order, on
             the curve's scale (the explained class's probability, or the normalised regression
             output): ``deletion_gain`` (``deletion_auc_random - deletion_auc``) and
-            ``insertion_gain`` (``insertion_auc - insertion_auc_random``), means over the
+            ``insertion_gain`` (``insertion_auc - insertion_auc_random``), medians over the
             samples where the test can show something (see ``faithfulness_range``). Neither
             above it fails ("no better than a random order"); one of them not above it warns.
         faithfulness_range: a classifier's sample shows faithfulness only if its blurred copy
@@ -88,10 +88,17 @@ class Thresholds:
             raise UsageError(f"--thresholds {p}: no such file; pass a TOML file") from None
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise UsageError(f"--thresholds {p} is not a readable TOML file: {exc}") from None
-        table = data.get("thresholds", data)
+        table = data.get("thresholds", {})
         if not isinstance(table, Mapping):
             raise UsageError(f"--thresholds {p}: [thresholds] must be a table of numbers")
-        return cls.of(table, where=f"--thresholds {p}")
+        flat = {k: v for k, v in data.items() if k != "thresholds"}
+        twice = sorted(k for k in flat.keys() & table.keys() if flat[k] != table[k])
+        if twice:
+            raise UsageError(
+                f"--thresholds {p}: {', '.join(twice)} set twice (at the top and under "
+                "[thresholds]) with different values; keep one"
+            )
+        return cls.of({**flat, **table}, where=f"--thresholds {p}")
 
     @classmethod
     def of(cls, values: Mapping[str, Any], where: str = "thresholds") -> Thresholds:
@@ -101,16 +108,27 @@ class Thresholds:
         out: dict[str, float] = {}
         for key, value in values.items():
             if key not in names:
+                hint = did_you_mean(key, names)
                 raise UsageError(
-                    f"{where}: unknown threshold '{key}'{did_you_mean(key, names)} "
-                    f"Known: {', '.join(names)}"
+                    f"{where}: unknown threshold '{key}'{hint or '.'} Known: {', '.join(names)}"
                 )
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise UsageError(f"{where}: {key} = {value!r} must be a number")
             if not math.isfinite(value):
                 raise UsageError(f"{where}: {key} = {value!r} must be a finite number")
             out[key] = float(value)
-        return dataclasses.replace(cls(), **out)
+        t = dataclasses.replace(cls(), **out)
+        for low, high in (
+            ("randomization_warn", "randomization_fail"),
+            ("energy_ratio_fail", "energy_ratio_warn"),
+            ("flat_share_warn", "flat_share_fail"),
+        ):
+            if getattr(t, low) > getattr(t, high):
+                raise UsageError(
+                    f"{where}: {low} = {getattr(t, low)} is above {high} = {getattr(t, high)}; "
+                    f"{low} must not exceed {high}"
+                )
+        return t
 
 
 def _num(figures: Mapping[str, Any], key: str) -> float | None:
@@ -169,6 +187,16 @@ def judge_flags(
         warns.append(text)
         flags.append(flag)
 
+    skipped = figures.get("randomization_skipped")
+    if isinstance(skipped, str):
+        warn("randomization", f"randomization not run: {skipped}")
+    broken = _num(figures, "randomization_nonfinite_steps")
+    if broken:
+        warn(
+            "randomization",
+            f"the randomized copy's output was NaN or infinite at {int(broken)} step(s): those "
+            "steps have no similarity",
+        )
     sim = _num(figures, "randomization_similarity")
     if sim is not None:
         said = f"rank correlation {_f(sim)} with a randomized model"
@@ -192,7 +220,7 @@ def judge_flags(
     if d is not None and dr is not None and i is not None and ir is not None:
         m = t.faithfulness_margin
         said = (
-            f"deletion AUC {_f(d)} vs {_f(dr)} for a random order, "
+            f"over all samples: deletion AUC {_f(d)} vs {_f(dr)} for a random order, "
             f"insertion AUC {_f(i)} vs {_f(ir)}"
         )
         if dg is None or ig is None:  # figures without gains: the means over every sample
@@ -205,10 +233,14 @@ def judge_flags(
                 f"score ({said})",
             )
         else:
-            on = f" on {shown} samples" if isinstance(shown, int) else ""
+            on = (
+                f" on the {shown} samples whose blurred copy changes the score"
+                if isinstance(shown, int)
+                else ""
+            )
             gains = (
                 f"the map's order beats a random one by {_f(dg)} in deletion AUC and {_f(ig)} "
-                f"in insertion AUC{on}, margin {_f(m)}"
+                f"in insertion AUC{on} (medians; margin {_f(m)})"
             )
             good_del, good_ins = dg > m, ig > m
             if not good_del and not good_ins:

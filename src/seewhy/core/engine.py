@@ -137,6 +137,9 @@ class ForwardEngine:
             ``batch_size`` rows at a time; tolerance ``1e-3`` of the output's largest magnitude,
             ``5e-2`` for float16/bfloat16 batches), so a trace that specialised on something
             it should not have falls back to the plain copy.
+        finite: refuse NaN/inf outputs (:func:`seewhy.core.model.check_output`); ``False``
+            returns them, for callers that make a perturbed copy's NaN score undefined
+            (deletion/insertion) rather than fatal.
 
     Attributes:
         model: the copy as a :class:`~seewhy.core.model.Model` (the original's fields, the
@@ -166,10 +169,12 @@ class ForwardEngine:
         precision: str = "auto",
         expected: Tensor | None = None,
         fold: bool = True,
+        finite: bool = True,
     ) -> None:
         import torch
 
         self.batch_size = check_batch_size(batch_size)
+        self._finite = finite
         if precision not in PRECISIONS:
             raise UsageError(
                 f"precision '{precision}': use auto (bfloat16 forwards where the hardware runs "
@@ -281,10 +286,12 @@ class ForwardEngine:
         )
         with autocast:
             if self._layout != torch.channels_last:
-                out = self.model.forward(chunk, module=self.model.module)
+                out = self.model.forward(chunk, module=self.model.module, finite=self._finite)
             else:
                 try:
-                    out = self.model.forward(_channels_last(chunk), module=self.model.module)
+                    out = self.model.forward(
+                        _channels_last(chunk), module=self.model.module, finite=self._finite
+                    )
                 except RuntimeError:
                     # A forward that needs contiguous tensors (``x.view(B, -1)`` on a conv
                     # output) fails on channels-last ones: run the copy in the default layout
@@ -292,7 +299,7 @@ class ForwardEngine:
                     self._layout = torch.contiguous_format
                     if self._owns_copy:  # never re-lay the user's own (uncopyable) module
                         self.model.module.to(memory_format=torch.contiguous_format)
-                    out = self.model.forward(chunk, module=self.model.module)
+                    out = self.model.forward(chunk, module=self.model.module, finite=self._finite)
         self._width = int(out.shape[-1])
         return out.float()
 

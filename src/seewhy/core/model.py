@@ -222,12 +222,17 @@ class Model:
         first = self.to_input(inputs[:1])
         return first.image, lambda: self.call(first)
 
-    def forward(self, inputs: Inputs | Tensor, module: nn.Module | None = None) -> Tensor:
-        """The output ``[B, C]`` on ``inputs`` (already on the model's device), checked finite."""
+    def forward(
+        self, inputs: Inputs | Tensor, module: nn.Module | None = None, *, finite: bool = True
+    ) -> Tensor:
+        """The output ``[B, C]`` on ``inputs`` (already on the model's device), checked finite
+        (``finite=False``: NaN/inf rows are returned as they are, for callers that score
+        perturbed copies and make such rows undefined, not fatal)."""
         from seewhy.core.targets import output_tensor
 
         out = output_tensor(self.call(Inputs.of(inputs), module), self.output)
-        check_output(out)
+        if finite:
+            check_output(out)
         if self.labels and out.shape[1] > len(self.labels):
             # wider than the labels the user gave: another output (features?) is being read
             raise ModelOutputError(

@@ -11,7 +11,7 @@ mask or box, red flags. Models that predict the same class are compared through 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from seewhy.checks.verdict import Thresholds
     from seewhy.data.output import OutputFolder
     from seewhy.data.samples import Sample
+    from seewhy.methods.base import Method
     from seewhy.models.model import Model
 
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
@@ -71,8 +72,17 @@ def run_check(
     from seewhy.checks.suite import RANDOMIZATIONS
     from seewhy.checks.verdict import Thresholds
     from seewhy.data.output import OutputFolder
+    from seewhy.methods.registry import parse_method_specs
 
     console = console or Console(stderr=True)
+    # One name per method (GradCAM, gradcampp -> gradcam, gradcam++; a method named twice is
+    # one), its bracket settings apart, as explain keys its results.
+    specs = parse_method_specs(opts.methods)
+    opts = dataclasses.replace(
+        opts,
+        methods=list(dict.fromkeys(name for name, _ in specs)),
+        settings={**{name: own for name, own in specs if own}, **opts.settings},
+    )
     thresholds = Thresholds.load(opts.thresholds)  # a bad file fails before any work
     if opts.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {opts.steps}")
@@ -98,7 +108,9 @@ def run_check(
         todo = [s for s in samples if (s.id, m.name) in done]
         if not todo:
             continue
-        checked, bad = _check_model(m, str(target), todo, opts, thresholds, boxes, console)
+        checked, bad = _check_model(
+            m, str(target), todo, opts, thresholds, boxes, console, explained.background_for
+        )
         results.extend(checked)
         for sid, reason in bad.items():
             if sid not in failed:
@@ -166,6 +178,7 @@ def _check_model(
     thresholds: Thresholds,
     boxes: tuple[str, ...] | None,
     console: Console,
+    background_for: Callable[[Model, Sequence[Method]], Any] | None,
 ) -> tuple[list[CheckResult], dict[str, str]]:
     """The checks of one model on the samples it explained; (results, sample id -> reason
     for a mask or box that could not be read)."""
@@ -176,6 +189,8 @@ def _check_model(
     batch, _ = named_batch(model, model.preprocess([d.image for d in images]), list(samples))
     masks, bad = _masks(model, samples, images, boxes)
     methods = _methods(opts, opts.layer or model.layer)
+    # expected gradients: the background explain drew its saved maps from
+    background = background_for(model, methods) if background_for is not None else None
     with console.status(f"checking {model.name}", spinner="dots") as status:
 
         def say(stage: str) -> None:
@@ -196,6 +211,7 @@ def _check_model(
             batch_size=opts.batch_size,
             seed=opts.seed,
             sample_ids=[s.id for s in samples],
+            background=background,
             progress=say,
         )
     return results, bad

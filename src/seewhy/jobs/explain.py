@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +64,9 @@ class RunOutcome:
     summary: dict[str, Any]
     failed: int
     out: Path
+    background_for: Callable[[Model, Sequence[Method]], Any] | None = None
+    """The run's expected-gradients background for a model and methods (what
+    ``seewhy.explain`` took as ``background``), for work that recomputes its maps."""
 
     @property
     def exit_code(self) -> int:
@@ -297,7 +300,9 @@ def run_explain(
         from seewhy.render.report import render_report
 
         render_report(out.root)
-    return RunOutcome(summary=summary, failed=len(errors), out=out.root)
+    return RunOutcome(
+        summary=summary, failed=len(errors), out=out.root, background_for=run.background_for
+    )
 
 
 MAX_REASON = 600
@@ -515,7 +520,7 @@ class _Run:
             batch_size=self.opts.batch_size,
             seed=self.opts.seed,
             sample_ids=[t.sample.id for t in items],
-            background=self._background_for(model, methods),
+            background=self.background_for(model, methods),
         )
         opposite = opposites(exps)
         flipped = is_lowering(model, target)
@@ -560,7 +565,7 @@ class _Run:
             self._background_ids = ids
         return self._background_ids
 
-    def _background_for(self, model: Model, methods: Sequence[Method]) -> Any:
+    def background_for(self, model: Model, methods: Sequence[Method]) -> Any:
         """``seewhy.explain``'s ``background``: the run's rows, ``[]`` for none (the zero
         baseline, said in a note), ``None`` when no method draws baselines from data."""
         if not _uses_background(methods):

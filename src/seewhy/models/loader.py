@@ -164,7 +164,9 @@ def load_model(
             outputs = 1
         elif width == 1:
             outputs = 1
-    if labels and outputs and width not in (None, outputs):
+    picked = card.get("output") is not None  # a head of a tuple/dict: the last Linear may be
+    # another head's, so its width says nothing (the forward checks the picked head's width)
+    if labels and outputs and width not in (None, outputs) and not picked:
         raise ModelLoadError(
             f"{len(labels)} labels given but {arch} has {width} outputs; fix labels or num_classes"
         )
