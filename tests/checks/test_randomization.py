@@ -446,3 +446,26 @@ def test_refusals_say_what_to_do() -> None:
     answers = iter([[sobel(x), sobel(x)], [sobel(x)]])
     with pytest.raises(UsageError, match="returned 1 maps after randomizing 'head'"):
         randomization(model, lambda m: next(answers))
+
+
+def test_a_cached_reference_gives_the_same_figures() -> None:
+    """``Reference`` (the trained maps' ranks and SSIM statistics computed once) equals
+    rank_correlations and ssim pair by pair, ties, constant and NaN maps included."""
+    from seewhy.checks.similarity import Reference, rank_correlations, ssim
+
+    gen = torch.Generator().manual_seed(3)
+    a = torch.rand(5, 20, 24, generator=gen, dtype=torch.float64)
+    a[1] = (a[1] * 4).round()  # ties
+    a[2] = 0.7  # constant
+    a[3, 0, 0] = float("nan")
+    ref = Reference(a)
+    for k in range(3):
+        b = torch.rand(5, 20, 24, generator=gen, dtype=torch.float64)
+        b[0] = a[0] + 0.05 * k
+        b[4, 3, 3] = float("inf") if k == 2 else b[4, 3, 3]
+        for fast, slow in (
+            (ref.rank_correlations(b), rank_correlations(a, b)),
+            (ref.ssim(b), ssim(a, b)),
+        ):
+            assert torch.equal(fast.isnan(), slow.isnan())
+            assert torch.allclose(fast.nan_to_num(9), slow.nan_to_num(9), atol=1e-12)

@@ -317,9 +317,10 @@ def randomization(
             f"model '{model.name}' has no parameters to randomize; the randomization check "
             "needs a model with trained weights"
         )
-    from seewhy.checks.similarity import rank_correlations, ssim
+    from seewhy.checks.similarity import Reference
 
     reference = _maps(maps_of(model) if trained is None else trained, None, "for the trained model")
+    compared = [Reference(r) for r in reference]  # its ranks and SSIM statistics, once
     module = _copy_of(model)
     randomized = dataclasses.replace(model, module=module)
     ranks: list[list[Tensor]] = [[] for _ in reference]
@@ -338,9 +339,9 @@ def randomization(
             }
         randomize_(block, _generator(seed, name), recurse=recurse)
         maps = _maps(maps_of(randomized), len(reference), f"after randomizing '{name}'")
-        for j, (before, after) in enumerate(zip(reference, maps, strict=True)):
-            ranks[j].append(rank_correlations(before, after).cpu())
-            ssims[j].append(ssim(before, after).cpu())
+        for j, (before, after) in enumerate(zip(compared, maps, strict=True)):
+            ranks[j].append(before.rank_correlations(after).cpu())
+            ssims[j].append(before.ssim(after).cpu())
         if saved is not None:
             block.load_state_dict(saved, strict=recurse)
     import torch

@@ -142,3 +142,74 @@ def rank_correlations(a: Tensor, b: Tensor) -> Tensor:
     denom = (rx.square().sum(dim=1) * ry.square().sum(dim=1)).sqrt()
     rho = torch.where(denom > 0, (rx * ry).sum(dim=1) / torch.where(denom > 0, denom, 1.0), 0.0)
     return rho.masked_fill(bad, math.nan)
+
+
+class Reference:
+    """One batch of reference maps compared with many others (a randomization cascade compares
+    the trained model's maps with every randomized copy's): the reference's centred ranks and
+    its SSIM statistics (local mean and second moment) are computed once, so each comparison
+    ranks and filters only the other maps. The figures equal :func:`rank_correlations` and
+    :func:`ssim` of the same pairs.
+
+    Args:
+        reference: maps ``[B, H, W]``.
+    """
+
+    def __init__(self, reference: Tensor) -> None:
+        import torch
+
+        x = reference.detach().double()
+        self._shape = tuple(x.shape)
+        if x.ndim != 3:
+            raise UsageError(
+                f"a reference is a batch of maps [B, H, W], got {self._shape}; pass the maps "
+                "of one batch at one resolution"
+            )
+        self._bad = ~torch.isfinite(x).flatten(1).all(1)
+        x = x.nan_to_num(0.0, 0.0, 0.0)
+        rx = _ranks(x.flatten(1))
+        self._rx = rx - rx.mean(dim=1, keepdim=True)
+        self._rx_norm = self._rx.square().sum(dim=1)
+        self._unit = _unit(x)
+        ux, uxx = _filter(_filter(torch.stack([self._unit, self._unit * self._unit]), 2), 3)
+        self._ux, self._vx = ux, uxx - ux * ux
+
+    def _other(self, b: Tensor, what: str) -> tuple[Tensor, Tensor]:
+        import torch
+
+        if tuple(b.shape) != self._shape:
+            raise UsageError(
+                f"{what} compares two batches of maps [B, H, W] of one shape, got "
+                f"{self._shape} and {tuple(b.shape)}; pass maps of the same batch at one "
+                "resolution"
+            )
+        y = b.detach().to(self._rx.device).double()
+        bad = self._bad | ~torch.isfinite(y).flatten(1).all(1)
+        return y.nan_to_num(0.0, 0.0, 0.0), bad
+
+    def rank_correlations(self, b: Tensor) -> Tensor:
+        """:func:`rank_correlations` of the reference and ``b``."""
+        import torch
+
+        y, bad = self._other(b, "rank_correlations")
+        ry = _ranks(y.flatten(1))
+        ry = ry - ry.mean(dim=1, keepdim=True)
+        denom = (self._rx_norm * ry.square().sum(dim=1)).sqrt()
+        safe = torch.where(denom > 0, denom, 1.0)
+        rho = torch.where(denom > 0, (self._rx * ry).sum(dim=1) / safe, 0.0)
+        return rho.masked_fill(bad, math.nan)
+
+    def ssim(self, b: Tensor) -> Tensor:
+        """:func:`ssim` of the reference and ``b``."""
+        import torch
+
+        y, bad = self._other(b, "ssim")
+        y = _unit(y)
+        uy, uyy, uxy = _filter(_filter(torch.stack([y, y * y, self._unit * y]), 2), 3)
+        ux, vx = self._ux, self._vx
+        vy, vxy = uyy - uy * uy, uxy - ux * uy
+        c1, c2 = K1**2, K2**2
+        num = (2 * ux * uy + c1) * (2 * vxy + c2)
+        den = (ux**2 + uy**2 + c1) * (vx + vy + c2)
+        out = (num / den).mean(dim=(1, 2))
+        return out.masked_fill(bad, math.nan)
