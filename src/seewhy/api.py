@@ -379,6 +379,11 @@ def check(
     else:
         limits = _Thresholds.load(thresholds)
     check_batch_size(batch_size)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise UsageError(
+            f"steps must be an integer >= 2, got {steps!r}: with one step every pixel order "
+            "gives the same curve (the image, then its blurred copy)"
+        )
     many = isinstance(model, (list, tuple))
     given: list[Any] = list(model) if isinstance(model, (list, tuple)) else [model]
     models = [as_model(m) for m in given]
@@ -387,7 +392,10 @@ def check(
     out: list[CheckResult] = []
     maps: dict[tuple[str, str], Tensor] = {}
     predicted: dict[str, Tensor | None] = {}
-    names = unique_names([m.name for m in models])
+    frames: dict[str, Any] = {}
+    from seewhy.data.samples import unique_ids
+
+    names = unique_ids([m.name for m in models])  # as the CLI names them: a, a, a-2 -> a, a-3, a-2
     for m0, name in zip(models, names, strict=True):
         m, tgt = m0.for_target(target)
         m = dataclasses.replace(m, name=name) if m.name != name else m
@@ -442,21 +450,12 @@ def check(
             progress=progress,
         )
         out.extend(done)
+        frames[name] = m.preprocess
         for r in done:
             if r.maps is not None:
                 maps[name, r.method] = r.maps
     if many and len(models) > 1:
-        out = _compare_models(out, maps, predicted, names, limits)
-    return out
-
-
-def unique_names(names: Sequence[str]) -> list[str]:
-    """Names made unique in order (``a``, ``a-2``, ``a-3`` ...)."""
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+        out = _compare_models(out, maps, predicted, names, limits, frames, inputs)
     return out
 
 
@@ -527,6 +526,10 @@ def _image_size(inputs: Any, i: int) -> tuple[int, int] | None:
     file must match it), else ``None``."""
     from PIL import Image
 
+    if isinstance(inputs, Mapping):  # named inputs: the image entry's
+        inputs = inputs.get("image")
+    if isinstance(inputs, (str, Path, Image.Image)):  # one image
+        inputs = [inputs]
     items = inputs if isinstance(inputs, (list, tuple)) else None
     if items is None or i >= len(items):
         return None
@@ -546,12 +549,34 @@ def _compare_models(
     predicted: Mapping[str, Tensor | None],
     names: Sequence[str],
     limits: Thresholds,
+    frames: Mapping[str, Any],
+    inputs: Any,
 ) -> list[CheckResult]:
     """Each result judged again with its rank correlation to every other model's map of the
-    same method, on the samples where the two predict the same class."""
+    same method, on the samples where the two predict the same class. Models that frame an
+    image file differently (another resize or crop) are compared where their frames lie on
+    it, as ``seewhy explain`` compares them."""
     import torch
 
+    from seewhy.checks.agreement import framed_rank_correlation
     from seewhy.checks.flags import disagreement
+
+    sizes: dict[int, tuple[int, int] | None] = {}  # each image file read once
+
+    def rho(a: str, b: str, method: str, same: Tensor) -> Tensor:
+        ma, mb = maps[a, method], maps[b, method]
+        out = torch.full((ma.shape[0],), float("nan"), dtype=torch.float64)
+        for i in same.nonzero().flatten().tolist():
+            if i not in sizes:
+                sizes[i] = _image_size(inputs, i)
+            size = sizes[i]
+            if size is not None:
+                ba, bb = frames[a].box(*size), frames[b].box(*size)
+                if any(abs(x - y) > 1e-6 for x, y in zip(ba, bb, strict=True)):
+                    out[i] = framed_rank_correlation(ma[i], mb[i], ba, bb, size)
+                    continue
+            out[i] = disagreement(ma[i : i + 1], mb[i : i + 1])[0]
+        return out
 
     out = []
     for r in results:
@@ -567,8 +592,8 @@ def _compare_models(
             )
             if not bool(same.any()):
                 continue
-            rho = disagreement(maps[r.model, r.method][same], maps[other, r.method][same])
-            finite = rho[torch.isfinite(rho)]
+            values = rho(r.model, other, r.method, same)
+            finite = values[torch.isfinite(values)]
             agreement[other] = float(finite.mean()) if finite.numel() else None
         out.append(r.judged(limits, model_agreement=agreement) if agreement else r)
     return out

@@ -138,7 +138,7 @@ def test_thresholds_file_changes_the_verdict(masked: Path) -> None:
         (("--thresholds", "nope.toml"), "--thresholds nope.toml: no such file"),
         (("--thresholds", "typo.toml"), "unknown threshold 'randomisation_fail'"),
         (("--mask", "m0.png", "--mask", "m1.png"), "--mask: 2 masks for 1 images"),
-        (("--steps", "0"), "--steps must be >= 1"),
+        (("--steps", "1"), "--steps must be >= 2, got 1: with one step every pixel order"),
         (("--randomization", "all"), "--randomization all: use blocks, layers, none"),
     ],
 )

@@ -6,7 +6,61 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     from torch import Tensor
+
+
+COMPARE_SIDE = 256
+"""The longer side of the grid on which models that frame the image differently are compared."""
+
+
+def place(
+    heat: np.ndarray,
+    box: tuple[float, float, float, float],
+    size: tuple[int, int],
+    grid: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """A map of a model's input frame placed on a ``grid`` (w, h) over the original image of
+    ``size`` (w, h), where the frame covers ``box``: (map, covered), 0 where not covered."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    x0, y0, x1, y1 = box
+    (width, height), (gw, gh) = size, grid
+    nx = ((np.arange(gw) + 0.5) * width / gw - x0) / (x1 - x0) * 2 - 1
+    ny = ((np.arange(gh) + 0.5) * height / gh - y0) / (y1 - y0) * 2 - 1
+    gy, gx = np.meshgrid(ny, nx, indexing="ij")
+    where = torch.from_numpy(np.stack([gx, gy], axis=-1)).float()[None]
+    src = torch.from_numpy(np.ascontiguousarray(heat, dtype=np.float32))[None, None]
+    placed = F.grid_sample(src, where, mode="bilinear", padding_mode="zeros", align_corners=False)
+    covered = (np.abs(gx) <= 1) & (np.abs(gy) <= 1)
+    return placed[0, 0].numpy() * covered, covered
+
+
+def framed_rank_correlation(
+    a: Tensor,
+    b: Tensor,
+    box_a: tuple[float, float, float, float],
+    box_b: tuple[float, float, float, float],
+    size: tuple[int, int],
+) -> float:
+    """Spearman's rho of two models' maps of one image of ``size`` (w, h) whose input frames
+    lie on it at ``box_a`` and ``box_b`` (:meth:`Preprocess.box`): both placed on a grid of
+    :data:`COMPARE_SIDE` pixels along the image's longer side and compared where both frames
+    cover it (as ``seewhy explain`` compares models that crop differently); 0 where they do
+    not overlap."""
+    import torch
+
+    width, height = size
+    scale = min(1.0, COMPARE_SIDE / max(width, height))
+    grid = (max(1, round(width * scale)), max(1, round(height * scale)))
+    pa, ca = place(a.detach().float().cpu().numpy(), box_a, size, grid)
+    pb, cb = place(b.detach().float().cpu().numpy(), box_b, size, grid)
+    both = ca & cb
+    if not both.any():
+        return 0.0
+    return rank_correlation(torch.from_numpy(pa[both]), torch.from_numpy(pb[both]))
 
 
 def _common(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:

@@ -48,7 +48,8 @@ def _check_pair(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
 
 def pointing_game(maps: Tensor, masks: Tensor) -> Tensor:
     """Whether each map's peak lies in its mask (Zhang et al., 2016, "Top-down Neural Attention
-    by Excitation Backprop"), without the paper's 15-pixel tolerance.
+    by Excitation Backprop"). The paper's 15-pixel tolerance is not applied here: the trust
+    checks (:mod:`seewhy.checks.suite`) grow each mask by it before calling this.
 
     Ties are resolved in the map's favour: the sample is a hit when ANY pixel holding the
     map's maximum lies in the mask.

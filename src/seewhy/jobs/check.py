@@ -11,7 +11,7 @@ mask or box, red flags. Models that predict the same class are compared through 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,8 +84,11 @@ def run_check(
         settings={**{name: own for name, own in specs if own}, **opts.settings},
     )
     thresholds = Thresholds.load(opts.thresholds)  # a bad file fails before any work
-    if opts.steps < 1:
-        raise UsageError(f"--steps must be >= 1, got {opts.steps}")
+    if opts.steps < 2:
+        raise UsageError(
+            f"--steps must be >= 2, got {opts.steps}: with one step every pixel order gives the "
+            "same curve (the image, then its blurred copy)"
+        )
     if opts.randomization not in RANDOMIZATIONS:
         raise UsageError(f"--randomization {opts.randomization}: use {', '.join(RANDOMIZATIONS)}")
     if opts.randomization_mode not in MODES:
@@ -117,7 +120,8 @@ def run_check(
                 failed.add(sid)
                 sample = next(s for s in todo if s.id == sid)
                 errors.append({"id": sid, "path": sample.image_path, "reason": reason})
-    results = _with_model_agreement(results, summary.get("agreement", []), thresholds)
+    regressors = {m.name for m in models if m.task == "regression"}
+    results = _with_model_agreement(results, summary.get("agreement", []), thresholds, regressors)
     checked_pairs = {(r.model, r.method) for r in results}
     records = [_with_figure(out, r.record()) for r in results]
     summary["checks"] = [
@@ -237,7 +241,13 @@ def _masks(
         try:
             if s.mask_path:
                 out[i] = load_mask(s.mask_path, model.preprocess, image_size=size)
-            elif boxes is not None and all(_present(s.row.get(c)) for c in boxes):
+            elif boxes is not None and any(_present(s.row.get(c)) for c in boxes):
+                blank = [c for c in boxes if not _present(s.row.get(c))]
+                if blank:  # some corners given, some not: a broken box, not "no box"
+                    raise UsageError(
+                        f"box column {', '.join(blank)} is blank in sample {s.id}'s row; give "
+                        f"all four of {','.join(boxes)}, or none"
+                    )
                 out[i] = box_mask(parse_box([s.row[c] for c in boxes]), size, model.preprocess)
         except Exception as exc:  # a bad mask fails its sample's localization alone
             bad[s.id] = f"mask: {_reason(exc)}"
@@ -253,11 +263,14 @@ def _present(value: Any) -> bool:
 
 
 def _with_model_agreement(
-    results: list[CheckResult], agreement: Sequence[dict[str, Any]], thresholds: Thresholds
+    results: list[CheckResult],
+    agreement: Sequence[dict[str, Any]],
+    thresholds: Thresholds,
+    regressors: Collection[str] = (),
 ) -> list[CheckResult]:
     """Each result judged again with its mean rank correlation to every other model, per
     method, over the samples where the two predict the same class (the run's
-    ``agreement[]``)."""
+    ``agreement[]``); two regressors, which predict no class, over every sample."""
     import math
 
     out = []
@@ -269,7 +282,7 @@ def _with_model_agreement(
             if (
                 a.get("method") != r.method
                 or r.model not in models
-                or not a.get("same_prediction")
+                or not (a.get("same_prediction") or set(models) <= set(regressors))
                 or a.get("sample") not in r.samples
                 or not isinstance(rho, (int, float))
                 or not math.isfinite(rho)

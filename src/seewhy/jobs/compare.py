@@ -6,6 +6,8 @@ import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from seewhy.checks.agreement import COMPARE_SIDE
+from seewhy.checks.agreement import place as _place
 from seewhy.data.output import OutputFolder
 from seewhy.data.samples import Sample
 from seewhy.data.summary import prediction_text, upsert
@@ -79,10 +81,6 @@ def compare_models(
             a["comparison_figure"] = out.rel(path)
 
 
-COMPARE_SIDE = 256
-"""The longer side of the grid on which models that frame the image differently are compared."""
-
-
 def _common_frame(
     models: Sequence[Model],
     image: Any,
@@ -114,30 +112,6 @@ def _common_frame(
         for m, box in zip(models, boxes, strict=True)
     }
     return np.asarray(image.convert("RGB")), framed
-
-
-def _place(
-    heat: np.ndarray,
-    box: tuple[float, float, float, float],
-    size: tuple[int, int],
-    grid: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """A map of a model's input frame placed on a ``grid`` (w, h) over the original image of
-    ``size`` (w, h), where the frame covers ``box``: (map, covered), 0 where not covered."""
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    x0, y0, x1, y1 = box
-    (width, height), (gw, gh) = size, grid
-    nx = ((np.arange(gw) + 0.5) * width / gw - x0) / (x1 - x0) * 2 - 1
-    ny = ((np.arange(gh) + 0.5) * height / gh - y0) / (y1 - y0) * 2 - 1
-    gy, gx = np.meshgrid(ny, nx, indexing="ij")
-    where = torch.from_numpy(np.stack([gx, gy], axis=-1)).float()[None]
-    src = torch.from_numpy(np.ascontiguousarray(heat, dtype=np.float32))[None, None]
-    placed = F.grid_sample(src, where, mode="bilinear", padding_mode="zeros", align_corners=False)
-    covered = (np.abs(gx) <= 1) & (np.abs(gy) <= 1)
-    return placed[0, 0].numpy() * covered, covered
 
 
 def _agreement(

@@ -295,6 +295,13 @@ def run_explain(
             errors.extend(_error(s, failed[s.id]) for s in group if s.id in failed)
             out.save_summary(summary)
             bar.advance(task, len(group))
+    if run.recomputed:  # checks of maps this run replaced judged other maps: drop them
+        summary["checks"] = [
+            c
+            for c in summary.get("checks", [])
+            if (c.get("model"), c.get("method")) not in run.recomputed
+        ]
+        out.save_summary(summary)
     out.write_errors(errors)
     if opts.report:
         from seewhy.render.report import render_report
@@ -368,6 +375,8 @@ class _Run:
     samples: Sequence[Sample] = ()
     _background: dict[str, Any] = field(default_factory=dict)
     _background_ids: list[str] | None = None
+    recomputed: set[tuple[str, str]] = field(default_factory=set)
+    """(model, method) pairs whose maps this run (re)computed: their checks are stale."""
 
     def group(self, samples: Sequence[Sample]) -> dict[str, str]:
         """Explain a group of samples with every model; returns failed sample id -> reason."""
@@ -506,6 +515,7 @@ class _Run:
 
         from seewhy.api import explain
 
+        self.recomputed.update((model.name, m) for m in items[0].methods)
         images = [decoded[t.sample.id, model.preprocess.bit_depth] for t in items]
         batch, truncated = named_batch(
             model, model.preprocess([d.image for d in images]), [t.sample for t in items]

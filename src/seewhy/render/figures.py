@@ -933,7 +933,12 @@ def build_check_figure(record: dict[str, Any]) -> Figure:
         ax.set_xticks(xs, [_short(n, 12) for n in names], rotation=60, fontsize=7)
         ax.set_ylim(-1.05, 1.05)
         ax.axhline(0.0, color="#999", lw=0.6)
-        ax.set_title("randomization, from the head down")
+        independent = record.get("randomization_mode") == "independent"
+        ax.set_title(
+            "randomization, one block at a time"
+            if independent
+            else "randomization, from the head down"
+        )
         ax.set_ylabel("similarity to the trained map")
         ax.legend(loc="best", fontsize=8)
     fig.suptitle(
