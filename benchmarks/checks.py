@@ -35,11 +35,10 @@ import datetime
 import io
 import math
 import platform
-import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,38 +46,11 @@ import torch
 from torch import nn
 
 import seewhy
+from common import Run, build, forward_floor, markers, measure, publish
 
 warnings.filterwarnings("ignore")
-HERE = Path(__file__).resolve().parent
-BEGIN, END = "<!-- checks:begin -->", "<!-- checks:end -->"
 CAMS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam")
-Run = Callable[[], object]
 Row = tuple[str, str, float, str, str, str]  # case, contender, s, x floor, x peer, notes
-
-
-def build(name: str, classes: int = 1000) -> nn.Module:
-    import torchvision
-
-    torch.manual_seed(0)
-    return torchvision.models.get_model(name, weights=None, num_classes=classes).eval()
-
-
-def measure(funcs: Mapping[str, Run], reps: int, warmup: Run | None = None) -> dict[str, float]:
-    """Median seconds per contender over ``reps`` interleaved rounds, after a warm-up: each
-    contender once, or ``warmup`` alone when given (``--warmup light``)."""
-    if warmup is not None:
-        warmup()
-    else:
-        for f in funcs.values():
-            f()
-    names = list(funcs)
-    wall: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(reps):
-        for k in names[r % len(names) :] + names[: r % len(names)]:
-            t = time.perf_counter()
-            funcs[k]()
-            wall[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in wall.items()}
 
 
 def last_leaf(net: nn.Module) -> nn.Module:
@@ -114,16 +86,6 @@ class Counted:
         finally:
             handle.remove()
             self.done = True
-
-
-def forward_floor(net: nn.Module, rows: Callable[[int, int], torch.Tensor], n: int, bs: int) -> Run:
-    """``n`` rows (built ``bs`` at a time) through bare forwards under inference mode."""
-
-    def run() -> object:
-        with torch.inference_mode():
-            return [net(rows(s, min(n, s + bs)))[:, 0] for s in range(0, n, bs)]
-
-    return run
 
 
 @contextlib.contextmanager
@@ -667,10 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     from importlib.metadata import version
 
     every = cases >= set(builders)
-    tag = "+".join(sorted(cases))
-    begin, end = (
-        (BEGIN, END) if every else (f"<!-- checks:{tag}:begin -->", f"<!-- checks:{tag}:end -->")
-    )
+    begin, end = markers("checks", cases, every)
     lines = [
         begin,
         "## Trust checks (`benchmarks/checks.py`"
@@ -690,17 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         *[f"| {c} | {k} | {v:.2f} | {rf} | {rp} | {n} |" for c, k, v, rf, rp, n in rows],
         end,
     ]
-    text = "\n".join(lines)
-    print(text)
-    if not args.quick:
-        path = HERE / "RESULTS.md"
-        old = path.read_text() if path.exists() else ""
-        if begin in old and end in old:
-            head, rest = old.split(begin, 1)
-            new = head + text + rest.split(end, 1)[1]
-        else:
-            new = old.rstrip() + "\n\n" + text + "\n"
-        path.write_text(new)
+    publish("\n".join(lines), begin, end, write=not args.quick)
     return 0
 
 

@@ -17,43 +17,17 @@ import argparse
 import datetime
 import math
 import platform
-import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
 import seewhy
+from common import Run, build, forward_floor, markers, measure, publish
 
 warnings.filterwarnings("ignore")
-HERE = Path(__file__).resolve().parent
-BEGIN, END = "<!-- gradients:begin -->", "<!-- gradients:end -->"
-Run = Callable[[], object]
-
-
-def build(name: str, classes: int) -> nn.Module:
-    import torchvision
-
-    torch.manual_seed(0)
-    return torchvision.models.get_model(name, weights=None, num_classes=classes).eval()
-
-
-def measure(funcs: dict[str, Run], reps: int) -> dict[str, float]:
-    """Median seconds per contender over ``reps`` interleaved rounds, after a warm-up."""
-    for f in funcs.values():
-        f()
-    names = list(funcs)
-    wall: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(reps):
-        for k in names[r % len(names) :] + names[: r % len(names)]:
-            t = time.perf_counter()
-            funcs[k]()
-            wall[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in wall.items()}
 
 
 def grad_floor(model: nn.Module, rows: Callable[[int, int], torch.Tensor], n: int, bs: int) -> Run:
@@ -74,16 +48,6 @@ def grad_floor(model: nn.Module, rows: Callable[[int, int], torch.Tensor], n: in
         finally:
             for p, f in zip(model.parameters(), flags, strict=True):
                 p.requires_grad_(f)
-
-    return run
-
-
-def forward_floor(
-    model: nn.Module, rows: Callable[[int, int], torch.Tensor], n: int, bs: int
-) -> Run:
-    def run() -> object:
-        with torch.inference_mode():
-            return [model(rows(s, min(n, s + bs)))[:, 0] for s in range(0, n, bs)]
 
     return run
 
@@ -556,14 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = [r for name, build_rows in builders.items() if name in cases for r in build_rows(args)]
     every = cases >= set(builders)
-    begin, end = (
-        (BEGIN, END)
-        if every
-        else (
-            f"<!-- gradients:{'+'.join(sorted(cases))}:begin -->",
-            f"<!-- gradients:{'+'.join(sorted(cases))}:end -->",
-        )
-    )
+    begin, end = markers("gradients", cases, every)
     lines = [
         begin,
         "## Gradient and perturbation methods (`benchmarks/gradients.py`"
@@ -581,17 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         *[f"| {c} | {k} | {v * 1000:.0f} | {r} |" for c, k, v, r in rows],
         end,
     ]
-    text = "\n".join(lines)
-    print(text)
-    if not args.quick:
-        path = HERE / "RESULTS.md"
-        old = path.read_text() if path.exists() else ""
-        if begin in old and end in old:
-            head, rest = old.split(begin, 1)
-            new = head + text + rest.split(end, 1)[1]
-        else:
-            new = old.rstrip() + "\n\n" + text + "\n"
-        path.write_text(new)
+    publish("\n".join(lines), begin, end, write=not args.quick)
     return 0
 
 
