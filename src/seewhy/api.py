@@ -393,6 +393,7 @@ def check(
     maps: dict[tuple[str, str], Tensor] = {}
     predicted: dict[str, Tensor | None] = {}
     frames: dict[str, Any] = {}
+    sizes = _ImageSizes(inputs)
     from seewhy.data.samples import unique_ids
 
     names = unique_ids([m.name for m in models])  # as the CLI names them: a, a, a-2 -> a, a-3, a-2
@@ -411,7 +412,7 @@ def check(
             method.check_applicable(m.module)
         instances = _resolve_auto_layer(m, batch, instances)
         resolved, predicted[name] = _resolve(m, batch, tgt, batch_size)
-        framed = _masks(m, masks, batch, inputs)
+        framed = _masks(m, masks, batch, sizes)
 
         def maps_of(
             copy: Model,
@@ -455,7 +456,7 @@ def check(
             if r.maps is not None:
                 maps[name, r.method] = r.maps
     if many and len(models) > 1:
-        out = _compare_models(out, maps, predicted, names, limits, frames, inputs)
+        out = _compare_models(out, maps, predicted, names, limits, frames, sizes)
     return out
 
 
@@ -478,7 +479,9 @@ def _resolve(
     return model.target(target).resolve(out), classes
 
 
-def _masks(model: Model, masks: Any, batch: Inputs, inputs: Any) -> Tensor | None:
+def _masks(
+    model: Model, masks: Any, batch: Inputs, sizes: Callable[[int], tuple[int, int] | None]
+) -> Tensor | None:
     """The masks as one bool ``[B, H, W]`` tensor in the model-input frame (``None``: none).
     A mask file given for an image file must have that image's size."""
     import numpy as np
@@ -491,9 +494,7 @@ def _masks(model: Model, masks: Any, batch: Inputs, inputs: Any) -> Tensor | Non
         raise UsageError("masks were given, but the model takes no image input")
     b, size = batch.batch_size, tuple(image.shape[-2:])
     if isinstance(masks, (torch.Tensor, np.ndarray)) and np.ndim(masks) == 3:
-        items: list[Any] = list(
-            torch.as_tensor(np.asarray(masks) if isinstance(masks, np.ndarray) else masks)
-        )
+        items: list[Any] = list(torch.as_tensor(masks))
     elif isinstance(masks, (list, tuple)):
         items = list(masks)
     else:
@@ -510,8 +511,8 @@ def _masks(model: Model, masks: Any, batch: Inputs, inputs: Any) -> Tensor | Non
         if isinstance(item, (str, Path)):
             from seewhy.data.masks import load_mask
 
-            item = load_mask(item, model.preprocess, image_size=_image_size(inputs, i))
-        t = torch.as_tensor(np.asarray(item) if not isinstance(item, torch.Tensor) else item)
+            item = load_mask(item, model.preprocess, image_size=sizes(i))
+        t = torch.as_tensor(item)
         if tuple(t.shape[-2:]) != size or t.ndim != 2:
             raise UsageError(
                 f"mask {i} is {tuple(t.shape)}, the model's input is {size}; give masks in the "
@@ -521,26 +522,35 @@ def _masks(model: Model, masks: Any, batch: Inputs, inputs: Any) -> Tensor | Non
     return out
 
 
-def _image_size(inputs: Any, i: int) -> tuple[int, int] | None:
+class _ImageSizes:
     """The (width, height) of input ``i`` when the inputs are image files or PIL images (a mask
-    file must match it), else ``None``."""
-    from PIL import Image
+    file must match it; models that crop differently are compared on it), else ``None``; each
+    file is read once per :func:`check` call, however many models and masks ask."""
 
-    if isinstance(inputs, Mapping):  # named inputs: the image entry's
-        inputs = inputs.get("image")
-    if isinstance(inputs, (str, Path, Image.Image)):  # one image
-        inputs = [inputs]
-    items = inputs if isinstance(inputs, (list, tuple)) else None
-    if items is None or i >= len(items):
-        return None
-    item = items[i]
-    if isinstance(item, Image.Image):
-        return item.size
-    if isinstance(item, (str, Path)):
-        from seewhy.data.images import load_image
+    def __init__(self, inputs: Any) -> None:
+        from PIL import Image
 
-        return load_image(item).size
-    return None
+        if isinstance(inputs, Mapping):  # named inputs: the image entry's
+            inputs = inputs.get("image")
+        if isinstance(inputs, (str, Path, Image.Image)):  # one image
+            inputs = [inputs]
+        self._items = list(inputs) if isinstance(inputs, (list, tuple)) else []
+        self._known: dict[int, tuple[int, int] | None] = {}
+
+    def __call__(self, i: int) -> tuple[int, int] | None:
+        from PIL import Image
+
+        if i not in self._known:
+            item = self._items[i] if i < len(self._items) else None
+            if isinstance(item, Image.Image):
+                self._known[i] = item.size
+            elif isinstance(item, (str, Path)):
+                from seewhy.data.images import load_image
+
+                self._known[i] = load_image(item).size
+            else:
+                self._known[i] = None
+        return self._known[i]
 
 
 def _compare_models(
@@ -550,7 +560,7 @@ def _compare_models(
     names: Sequence[str],
     limits: Thresholds,
     frames: Mapping[str, Any],
-    inputs: Any,
+    sizes: Callable[[int], tuple[int, int] | None],
 ) -> list[CheckResult]:
     """Each result judged again with its rank correlation to every other model's map of the
     same method, on the samples where the two predict the same class. Models that frame an
@@ -561,15 +571,11 @@ def _compare_models(
     from seewhy.checks.agreement import framed_rank_correlation
     from seewhy.checks.flags import disagreement
 
-    sizes: dict[int, tuple[int, int] | None] = {}  # each image file read once
-
     def rho(a: str, b: str, method: str, same: Tensor) -> Tensor:
         ma, mb = maps[a, method], maps[b, method]
         out = torch.full((ma.shape[0],), float("nan"), dtype=torch.float64)
         for i in same.nonzero().flatten().tolist():
-            if i not in sizes:
-                sizes[i] = _image_size(inputs, i)
-            size = sizes[i]
+            size = sizes(i)
             if size is not None:
                 ba, bb = frames[a].box(*size), frames[b].box(*size)
                 if any(abs(x - y) > 1e-6 for x, y in zip(ba, bb, strict=True)):

@@ -18,7 +18,6 @@ from seewhy.checks.flags import (
     disagreement,
     flat,
     input_independence,
-    peak_corner_name,
 )
 from seewhy.core.errors import UsageError
 
@@ -98,7 +97,6 @@ def test_corner_peak_each_corner_and_the_centre(row: int, col: int, name: str | 
     m = torch.rand(20, 20, generator=torch.Generator().manual_seed(1))
     m[row, col] = 2.0
     assert corner_peak(m[None]).tolist() == [name is not None]
-    assert peak_corner_name(m) == name
 
 
 def test_corner_peak_ties_and_flat_maps() -> None:
@@ -110,8 +108,6 @@ def test_corner_peak_ties_and_flat_maps() -> None:
     nan_map[5, 5] = float("nan")
     maps = torch.stack([two_corners, corner_and_centre, torch.zeros(20, 20), nan_map])
     assert corner_peak(maps).tolist() == [True, False, False, False]
-    assert peak_corner_name(two_corners) == "top-left and bottom-right"
-    assert peak_corner_name(corner_and_centre) is None
     # a larger corner square: 0.25 of 20 -> 5 x 5, so (4, 4) is in the top-left one
     m = torch.zeros(20, 20)
     m[4, 4] = 1.0
@@ -168,5 +164,3 @@ def test_bad_settings_say_what_to_do() -> None:
         border_mask((0, 4))
     with pytest.raises(UsageError, match=r"maps has shape \(4, 4\)"):
         border_share(torch.zeros(4, 4))
-    with pytest.raises(UsageError, match=r"map has shape \(1, 4, 4\)"):
-        peak_corner_name(torch.zeros(1, 4, 4))

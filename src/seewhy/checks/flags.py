@@ -19,8 +19,6 @@ from seewhy.core.errors import UsageError
 if TYPE_CHECKING:
     from torch import Tensor
 
-CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
-
 
 def _half_up(x: float) -> int:
     """``x`` rounded half up (``round`` rounds 22.5 to 22), after forgiving float noise."""
@@ -140,8 +138,9 @@ def flat(maps: Tensor, tol: float = 1e-6) -> Tensor:
 
 
 def _corners(size: tuple[int, int], corner: float) -> list[Tensor]:
-    """The four corner squares (``CORNERS`` order) as bool masks ``[H, W]``: each
-    ``round(corner * H)`` rows by ``round(corner * W)`` columns, rounded half up, at least 1."""
+    """The four corner squares (top-left, top-right, bottom-left, bottom-right) as bool masks
+    ``[H, W]``: each ``round(corner * H)`` rows by ``round(corner * W)`` columns, rounded half
+    up, at least 1."""
     import torch
 
     if not 0 < corner <= 0.5:
@@ -197,34 +196,6 @@ def corner_peak(maps: Tensor, corner: float = 0.1) -> Tensor:
     peaks = _peaks(maps)
     outside = (peaks & ~in_corner).flatten(1).any(dim=1)
     return peaks.flatten(1).any(dim=1) & ~outside
-
-
-def peak_corner_name(map: Tensor, corner: float = 0.1) -> str | None:
-    """The corner holding a map's peak, for a human reason (``"top-left"``, ``"bottom-right"``
-    ...), or None when :func:`corner_peak` would not flag it. A peak tied across corners names
-    each (``"top-left and bottom-right"``).
-
-    Args:
-        map: one map ``[H, W]``.
-        corner: as :func:`corner_peak`.
-
-    Raises:
-        UsageError: a map that is not 2-D, or a bad ``corner``.
-    """
-    if map.dim() != 2:
-        raise UsageError(
-            f"map has shape {tuple(map.shape)}; expected one 2-D map [H, W] (take maps[i])"
-        )
-    if not bool(corner_peak(map[None], corner)[0]):
-        return None
-    peaks = _peaks(map[None])[0]
-    squares = _corners((map.shape[0], map.shape[1]), corner)
-    names = [
-        name
-        for name, square in zip(CORNERS, squares, strict=True)
-        if bool((peaks & square.to(map.device)).any())
-    ]
-    return " and ".join(names)
 
 
 def input_independence(maps: Tensor) -> float:

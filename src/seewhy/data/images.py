@@ -68,13 +68,38 @@ def decode_image(source: str | Path | bytes | Image, bit_depth: str = "minmax") 
             truncated image, an image above the size limit, or an unsupported pixel mode.
         UsageError: an unknown ``bit_depth``.
     """
-    from PIL import Image as PILImage
 
     if bit_depth not in BIT_DEPTHS:
         raise UsageError(
             f"bit_depth={bit_depth!r}: expected 'minmax' (stretch each image min..max) or "
             "'full' (divide 16-bit values by 65535); in a model card: [preprocess] bit_depth"
         )
+    img, name, path = open_image(source)
+    mode = img.mode
+    try:
+        rgb, gray = _to_rgb(img, bit_depth)
+    except ValueError as exc:  # e.g. a mode PIL cannot convert to RGB
+        raise ImageError(
+            f"image {name} has pixel mode {mode}, which cannot be turned into RGB ({exc}); "
+            "re-export it as RGB or grayscale"
+        ) from None
+    return DecodedImage(image=rgb, grayscale=gray, mode=mode, path=path)
+
+
+def open_image(
+    source: str | Path | bytes | Image, what: str = "image"
+) -> tuple[Image, str, str | None]:
+    """The source opened, every pixel decoded, upright (EXIF orientation applied), in its stored
+    pixel mode; with its name for messages and its path (``None`` for bytes or a PIL image).
+
+    ``what`` names the file in the messages (``image``, ``mask``). PIL's decompression-bomb
+    limit is respected, not changed.
+
+    Raises:
+        ImageError: a missing file, a folder, an unreadable file, not an image, a corrupt or
+            truncated image, an image above the size limit.
+    """
+    from PIL import Image as PILImage
     from PIL import ImageOps, UnidentifiedImageError
 
     path: str | None = None
@@ -85,9 +110,10 @@ def decode_image(source: str | Path | bytes | Image, bit_depth: str = "minmax") 
     else:
         path = name = str(source)
         if Path(path).is_dir():
-            raise ImageError(f"image {path} is a folder, not an image file; pass the file")
+            file = "file" if what == "image" else f"{what} file"
+            raise ImageError(f"{what} {path} is a folder, not an image file; pass the {file}")
         if not Path(path).is_file():
-            raise ImageError(f"image {path} does not exist; check the path")
+            raise ImageError(f"{what} {path} does not exist; check the path")
     try:
         with warnings.catch_warnings():
             # Only inside this block: PIL's global limit and warning filters stay as they are.
@@ -101,32 +127,26 @@ def decode_image(source: str | Path | bytes | Image, bit_depth: str = "minmax") 
             img.load()  # decode every pixel now: a truncated file fails here
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
         raise ImageError(
-            f"image {name} is too large to decode safely ({exc}); downscale it first"
+            f"{what} {name} is too large to decode safely ({exc}); downscale it first"
         ) from None
     except UnidentifiedImageError:
+        named = name if what == "image" else f"{what} {name}"
         raise ImageError(
-            f"{name} is not an image PIL can read; pass a PNG, JPEG, TIFF, BMP or WebP file"
+            f"{named} is not an image PIL can read; pass a PNG, JPEG, TIFF, BMP or WebP file"
         ) from None
     except PermissionError:
         raise ImageError(
-            f"image {name} cannot be read (permission denied); check its permissions"
+            f"{what} {name} cannot be read (permission denied); check its permissions"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
+        reason = " ".join(str(exc).split())
         raise ImageError(
-            f"image {name} is corrupt or truncated ({exc}); re-export the file"
+            f"{what} {name} is corrupt or truncated ({reason}); re-export the file"
         ) from None
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError, SyntaxError):
         # A broken EXIF block only loses the orientation: the pixels are kept as stored.
         img = ImageOps.exif_transpose(img) or img
-    mode = img.mode
-    try:
-        rgb, gray = _to_rgb(img, bit_depth)
-    except ValueError as exc:  # e.g. a mode PIL cannot convert to RGB
-        raise ImageError(
-            f"image {name} has pixel mode {mode}, which cannot be turned into RGB ({exc}); "
-            "re-export it as RGB or grayscale"
-        ) from None
-    return DecodedImage(image=rgb, grayscale=gray, mode=mode, path=path)
+    return img, name, path
 
 
 def _to_rgb(img: Any, bit_depth: str = "minmax") -> tuple[Image, bool]:

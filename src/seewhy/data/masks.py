@@ -8,14 +8,12 @@ exactly over the maps.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seewhy.core.errors import ImageError, UsageError
+from seewhy.core.errors import UsageError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -131,34 +129,8 @@ def _show(value: object) -> str:
 
 
 def _open_mask(path: str | Path) -> Image:
-    """The mask file decoded, upright, its pixel values as stored."""
-    from PIL import Image as PILImage
-    from PIL import ImageOps, UnidentifiedImageError
+    """The mask file decoded, upright, its pixel values as stored (not made RGB: 16-bit and
+    palette values decide what is marked)."""
+    from seewhy.data.images import open_image
 
-    name = str(path)
-    if Path(name).is_dir():
-        raise ImageError(f"mask {name} is a folder, not an image file; pass the mask file")
-    if not Path(name).is_file():
-        raise ImageError(f"mask {name} does not exist; check the path")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            img: Image = PILImage.open(name)
-            img.load()
-    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
-        raise ImageError(f"mask {name} is too large to decode safely; downscale it first") from None
-    except UnidentifiedImageError:
-        raise ImageError(
-            f"mask {name} is not an image PIL can read; pass a PNG, TIFF or BMP file"
-        ) from None
-    except PermissionError:
-        raise ImageError(
-            f"mask {name} cannot be read (permission denied); check its permissions"
-        ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        reason = " ".join(str(exc).split())
-        raise ImageError(f"mask {name} is corrupt or truncated ({reason}); re-export it") from None
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, SyntaxError):
-        # as decode_image: a broken EXIF block only loses the orientation
-        img = ImageOps.exif_transpose(img) or img
-    return img
+    return open_image(path, what="mask")[0]

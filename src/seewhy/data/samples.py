@@ -387,7 +387,8 @@ def from_manifest(
     return pick(_settle(drafts), sample, seed)
 
 
-def _blank(value: Any) -> bool:
+def blank(value: Any) -> bool:
+    """Whether a manifest cell is empty: missing, NaN (a Parquet null) or only spaces."""
     return (
         value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip()
     )
@@ -422,7 +423,7 @@ def _manifest_drafts(
     id_col = id_col or "id"
 
     def resolve(value: Any) -> str | None:
-        if _blank(value):
+        if blank(value):
             return None
         p = Path(str(value))
         return str(p if p.is_absolute() else base / p)
@@ -433,13 +434,13 @@ def _manifest_drafts(
         s = Sample(
             id="",
             image_path=image or "",
-            text=None if text_col is None or _blank(r[text_col]) else str(r[text_col]),
+            text=None if text_col is None or blank(r[text_col]) else str(r[text_col]),
             truth=None if target_col is None else str(r[target_col]),
             mask_path=None if mask_col is None else resolve(r[mask_col]),
             row=r,
         )
         source = f"row {n} of manifest {path} ({r[image_col]!r})"
-        if id_col in r and not _blank(r[id_col]):
+        if id_col in r and not blank(r[id_col]):
             raw_id = str(r[id_col]).strip()
             source = f"row {n} of manifest {path} (id {raw_id!r})"
             drafts.append(_Draft(s, source, safe_id(raw_id), manifest=path, row=n, raw_id=raw_id))

@@ -230,6 +230,7 @@ def _masks(
     import torch
 
     from seewhy.data.masks import box_mask, load_mask, parse_box
+    from seewhy.data.samples import blank
 
     if not any(s.mask_path for s in samples) and boxes is None:
         return None, {}
@@ -241,25 +242,17 @@ def _masks(
         try:
             if s.mask_path:
                 out[i] = load_mask(s.mask_path, model.preprocess, image_size=size)
-            elif boxes is not None and any(_present(s.row.get(c)) for c in boxes):
-                blank = [c for c in boxes if not _present(s.row.get(c))]
-                if blank:  # some corners given, some not: a broken box, not "no box"
+            elif boxes is not None and not all(blank(s.row.get(c)) for c in boxes):
+                empty = [c for c in boxes if blank(s.row.get(c))]
+                if empty:  # some corners given, some not: a broken box, not "no box"
                     raise UsageError(
-                        f"box column {', '.join(blank)} is blank in sample {s.id}'s row; give "
+                        f"box column {', '.join(empty)} is blank in sample {s.id}'s row; give "
                         f"all four of {','.join(boxes)}, or none"
                     )
                 out[i] = box_mask(parse_box([s.row[c] for c in boxes]), size, model.preprocess)
         except Exception as exc:  # a bad mask fails its sample's localization alone
             bad[s.id] = f"mask: {_reason(exc)}"
     return out, bad
-
-
-def _present(value: Any) -> bool:
-    import math
-
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return False
-    return bool(str(value).strip())
 
 
 def _with_model_agreement(
