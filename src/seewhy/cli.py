@@ -386,6 +386,136 @@ def check(
     raise typer.Exit(_run(work))
 
 
+@app.command()
+def dataset(
+    manifests: Annotated[
+        list[Path],
+        typer.Argument(
+            help="CSV/Parquet manifests; several are joined on --id-col (e.g. a price table and "
+            "an image table)."
+        ),
+    ],
+    model: Model = [],  # noqa: B006 - typer reads the default
+    method: Method = "gradcam",
+    target: Target = "pred",
+    layer: Layer = None,
+    out: Out = Path("seewhy-out"),
+    device: Device = None,
+    batch_size: BatchSize = 8,
+    seed: Seed = 0,
+    n_background: NBackground = 32,
+    sample: SampleN = None,
+    id_col: Annotated[
+        str | None,
+        typer.Option(help="The id column (several manifests are joined on it) [default: id]."),
+    ] = None,
+    image_col: ImageCol = "image_path",
+    target_col: Annotated[
+        str | None,
+        typer.Option(help="The true value (regression) or label: errors, metrics and cohorts."),
+    ] = None,
+    text_col: TextCol = None,
+    regions_col: Annotated[
+        str | None,
+        typer.Option(help="A label map per image (one class id per pixel, single-channel PNG)."),
+    ] = None,
+    region_names: Annotated[
+        str | None,
+        typer.Option(help="The label maps' classes in id order, e.g. soil,vegetation,water,road."),
+    ] = None,
+    explain_rows: Annotated[
+        str,
+        typer.Option(
+            "--explain",
+            help="cohorts (explain the cohorts' members) or all (every row).",
+        ),
+    ] = "cohorts",
+    cohort_size: Annotated[int, typer.Option(help="Members per cohort (ties by id).")] = 32,
+    check_sample: Annotated[
+        int, typer.Option(help="Run the trust checks on N random rows (0: none).")
+    ] = 0,
+    figures: Annotated[
+        bool, typer.Option(help="Draw each explained row's figure (maps are always saved).")
+    ] = True,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes decoding images (0: in the main process).")
+    ] = 2,
+    thresholds: Annotated[
+        Path | None,
+        typer.Option(help="A TOML file overriding the verdict's thresholds (SPEC section 6)."),
+    ] = None,
+    checkpoint: Checkpoint = None,
+    labels: Labels = None,
+    trust_checkpoint: TrustCheckpoint = False,
+    report: Report = True,
+    quiet: Quiet = False,
+) -> None:
+    """A whole table: predictions and errors for every row, cohorts (top and bottom decile,
+    largest and smallest errors, misclassified, per class), their maps, galleries and region
+    shares, checks on a sample, and one report.
+
+    Examples:
+
+    \b
+      seewhy dataset houses.csv -m tiles.toml --target-col price --target value
+      seewhy dataset prices.parquet images.csv --id-col id -m tiles.toml --target-col price \\
+          --regions-col landcover --region-names soil,vegetation,water,road --check-sample 16
+      seewhy dataset xrays.csv -m convnext.toml --target-col label --explain all --no-figures
+    """
+
+    def work() -> int:
+        from seewhy.data.samples import from_manifests
+        from seewhy.jobs.dataset import DatasetOptions, run_dataset
+        from seewhy.methods.registry import split_method_specs
+        from seewhy.render.console import print_dataset
+
+        for m in manifests:
+            if m.suffix.lower() not in (".csv", ".parquet", ".pq"):
+                raise _usage(f"{m} is not a manifest: give CSV or Parquet files")
+        samples = from_manifests(
+            manifests,
+            id_col=id_col,
+            image_col=image_col,
+            target_col=target_col,
+            text_col=text_col,
+            regions_col=regions_col,
+            sample=sample,
+            seed=seed,
+        )
+        opts = DatasetOptions(
+            methods=split_method_specs(method),
+            n_background=n_background,
+            target=target,
+            layer=layer,
+            out=out,
+            device=device,
+            batch_size=batch_size,
+            seed=seed,
+            trust_checkpoint=trust_checkpoint,
+            checkpoint=checkpoint,
+            labels=_split([labels]) if labels else None,
+            progress=not quiet,
+            report=report,
+            thresholds=thresholds,
+            manifests=list(manifests),
+            id_col=id_col or "id",
+            target_col=target_col,
+            regions_col=regions_col,
+            region_names=_split([region_names]) if region_names else None,
+            explain=explain_rows,
+            cohort_size=cohort_size,
+            check_sample=check_sample,
+            figures=figures,
+            workers=workers,
+        )
+        outcome = run_dataset(samples, model, opts)
+        if not quiet:
+            print_dataset(outcome.summary, outcome.out, outcome.failed)
+        return outcome.exit_code
+
+    raise typer.Exit(_run(work))
+
+
 def _usage(message: str) -> Exception:
     from seewhy.core.errors import UsageError
 

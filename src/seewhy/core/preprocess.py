@@ -108,6 +108,38 @@ class Preprocess:
         framed = _center_crop(img.convert("RGB"), h, w, (0, 0, 0))
         return np.asarray(framed)[..., 0] > 0
 
+    def frame_labels(self, labels: np.ndarray) -> np.ndarray:
+        """A label map (one class id per pixel, ``[height, width]`` integers) in the model's
+        input frame: :meth:`frame`'s geometry with ``NEAREST`` resampling, so every pixel keeps
+        a class id of the original; padding (``border`` mode) gets -1 (no class).
+
+        Returns:
+            An int32 array of shape ``size``.
+        """
+        import numpy as np
+        from PIL import Image as PILImage
+
+        ids = np.asarray(labels).astype(np.int32) + 1  # 0: padding
+        h, w = self.size
+        height, width = ids.shape
+        new_w, new_h, _ = self._resized(width, height)
+        img = PILImage.fromarray(ids)  # mode "I"
+        if (new_w, new_h) != (width, height):
+            img = img.resize((new_w, new_h), PILImage.Resampling.NEAREST)
+        framed = np.asarray(img, dtype=np.int32)
+        out = np.zeros((int(h), int(w)), dtype=np.int32)
+        top = (framed.shape[0] - h) / 2.0
+        left = (framed.shape[1] - w) / 2.0
+        # the centre crop (or pad) of _center_crop, on an integer array
+        src_top, src_left = max(round(top), 0), max(round(left), 0)
+        dst_top = (h - framed.shape[0]) // 2 if framed.shape[0] < h else 0
+        dst_left = (w - framed.shape[1]) // 2 if framed.shape[1] < w else 0
+        rows, cols = min(h, framed.shape[0]), min(w, framed.shape[1])
+        out[dst_top : dst_top + rows, dst_left : dst_left + cols] = framed[
+            src_top : src_top + rows, src_left : src_left + cols
+        ]
+        return out - 1
+
     def _resized(self, width: int, height: int) -> tuple[int, int, tuple[int, ...]]:
         """The size an image of ``width x height`` is resized to before the centre crop, and
         the colour padding takes (``border`` mode)."""

@@ -38,6 +38,7 @@ class Sample:
     truth: str | None = None
     mask_path: str | None = None
     row: dict[str, Any] = field(default_factory=dict)
+    regions_path: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """The ``samples[]`` entry of summary.json."""
@@ -48,6 +49,8 @@ class Sample:
             out["target"] = self.truth
         if self.mask_path is not None:
             out["mask_path"] = self.mask_path
+        if self.regions_path is not None:
+            out["regions_path"] = self.regions_path
         return out
 
 
@@ -360,6 +363,7 @@ def from_manifest(
     mask_col: str | None = None,
     sample: int | None = None,
     seed: int = 0,
+    regions_col: str | None = None,
 ) -> list[Sample]:
     """Samples from a manifest; relative paths are relative to the manifest's folder.
 
@@ -382,6 +386,7 @@ def from_manifest(
         target_col=target_col,
         text_col=text_col,
         mask_col=mask_col,
+        regions_col=regions_col,
     )
     _check_sample(sample)
     return pick(_settle(drafts), sample, seed)
@@ -402,8 +407,10 @@ def _manifest_drafts(
     target_col: str | None,
     text_col: str | None,
     mask_col: str | None,
+    rows: list[dict[str, Any]] | None = None,
+    regions_col: str | None = None,
 ) -> list[_Draft]:
-    rows = read_table(path)
+    rows = read_table(path) if rows is None else rows
     if not rows:
         raise UsageError(f"manifest {path} has no rows")
     columns = list(rows[0])
@@ -413,6 +420,7 @@ def _manifest_drafts(
         ("--target-col", target_col),
         ("--text-col", text_col),
         ("--mask-col", mask_col),
+        ("--regions-col", regions_col),
     ):
         if col is not None and col not in columns:
             raise UsageError(
@@ -438,6 +446,7 @@ def _manifest_drafts(
             truth=None if target_col is None else str(r[target_col]),
             mask_path=None if mask_col is None else resolve(r[mask_col]),
             row=r,
+            regions_path=None if regions_col is None else resolve(r[regions_col]),
         )
         source = f"row {n} of manifest {path} ({r[image_col]!r})"
         if id_col in r and not blank(r[id_col]):
@@ -456,3 +465,105 @@ def _manifest_drafts(
                 )
             )
     return drafts
+
+
+def join_manifests(
+    paths: Sequence[str | Path], id_col: str, image_col: str = "image_path"
+) -> tuple[Path, list[dict[str, Any]]]:
+    """The rows of several manifests joined on ``id_col`` (SPEC section 8), and the manifest
+    whose folder their relative paths are relative to (the first one with ``image_col``).
+
+    The join is inner: a row whose id is missing from another manifest is left out (a
+    dataset's price table and its image table need not list the same properties). Columns
+    keep the first manifest's value where two manifests share a column name; rows keep the
+    first manifest's order.
+
+    Raises:
+        UsageError: a manifest without ``id_col``, a repeated id within one manifest, or no id
+            common to all of them.
+    """
+    tables = [(Path(p), read_table(Path(p))) for p in paths]
+    keyed: list[dict[str, dict[str, Any]]] = []
+    for path, rows in tables:
+        if not rows:
+            raise UsageError(f"manifest {path} has no rows")
+        if id_col not in rows[0]:
+            raise UsageError(
+                f"manifest {path} has no column '{id_col}' (--id-col)"
+                f"{did_you_mean(id_col, list(rows[0]))} Several manifests are joined on it. "
+                f"Columns: {', '.join(rows[0])}"
+            )
+        by_id: dict[str, dict[str, Any]] = {}
+        for n, r in enumerate(rows, start=1):
+            if blank(r[id_col]):
+                continue
+            key = str(r[id_col]).strip()
+            if key in by_id:
+                raise UsageError(
+                    f"manifest {path} repeats id '{key}' (row {n}); the manifests are joined on "
+                    f"--id-col {id_col}, which needs unique values"
+                )
+            by_id[key] = r
+        keyed.append(by_id)
+    first_rows = tables[0][1]
+    base = next((p for p, rows in tables if image_col in rows[0]), tables[0][0])
+    joined = []
+    for r in first_rows:
+        if blank(r[id_col]):
+            continue
+        key = str(r[id_col]).strip()
+        if all(key in other for other in keyed[1:]):
+            row: dict[str, Any] = {}
+            for other in reversed(keyed):
+                row.update(other[key])
+            joined.append(row)
+    if not joined:
+        names = ", ".join(str(p) for p, _ in tables)
+        raise UsageError(
+            f"manifests {names} share no value of --id-col {id_col}; check that the id column "
+            "holds the same ids in each"
+        )
+    return base, joined
+
+
+def from_manifests(
+    paths: Sequence[str | Path],
+    *,
+    id_col: str | None = None,
+    image_col: str = "image_path",
+    target_col: str | None = None,
+    text_col: str | None = None,
+    mask_col: str | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    regions_col: str | None = None,
+) -> list[Sample]:
+    """Samples from one manifest (:func:`from_manifest`) or several joined on ``id_col``
+    (:func:`join_manifests`; default ``id``). Relative paths are relative to the folder of the
+    first manifest that has ``image_col``."""
+    if len(paths) == 1:
+        return from_manifest(
+            paths[0],
+            id_col=id_col,
+            image_col=image_col,
+            target_col=target_col,
+            text_col=text_col,
+            mask_col=mask_col,
+            sample=sample,
+            seed=seed,
+            regions_col=regions_col,
+        )
+    _check_sample(sample)
+    key = id_col or "id"
+    base, rows = join_manifests(paths, key, image_col)
+    drafts = _manifest_drafts(
+        base,
+        id_col=key,
+        image_col=image_col,
+        target_col=target_col,
+        text_col=text_col,
+        mask_col=mask_col,
+        rows=rows,
+        regions_col=regions_col,
+    )
+    return pick(_settle(drafts), sample, seed)

@@ -68,10 +68,10 @@ def validate_summary(summary: Any) -> list[str]:
             problems.append(f"results[{i}].prediction needs label/index/score or value")
         for j, a in enumerate(r.get("attributions", []) if isinstance(r, dict) else []):
             problems.extend(
-                _check(
-                    f"results[{i}].attributions[{j}]", a, {"method": str, "map": str, "figure": str}
-                )
+                _check(f"results[{i}].attributions[{j}]", a, {"method": str, "map": str})
             )
+            if isinstance(a, dict) and "figure" in a and not isinstance(a["figure"], str):
+                problems.append(f"results[{i}].attributions[{j}].figure is not a string")
     ids = {s.get("id") for s in summary.get("samples", []) or [] if isinstance(s, dict)}
     names = {m.get("name") for m in summary.get("models", []) or [] if isinstance(m, dict)}
     for i, r in enumerate(summary.get("results", []) or []):

@@ -55,6 +55,8 @@ class ExplainOptions:
     progress: bool = True
     report: bool = True
     n_background: int = 32
+    figures: bool = True
+    """Draw the figures (``False``: maps and summary only, e.g. a dataset run's rows)."""
 
 
 @dataclass
@@ -637,13 +639,13 @@ class _Run:
             details = _details(model, e, lines, explained, notes)
             entry = self.draw(model, item.sample, e, heat, other_heat, flipped, shown, details)
             entry.update(records(model, e, i, item.sample))
-            if "words" in entry:
+            if "words" in entry and self.opts.figures:
                 entry["tokens_figure"] = self.draw_tokens(model, item.sample, e, entry["words"])
-            if "features" in entry:
+            if "features" in entry and self.opts.figures:
                 entry["features_figure"] = self.draw_features(
                     model, item.sample, e, entry["features"]
                 )
-            if "modality_share" in entry:
+            if "modality_share" in entry and self.opts.figures:
                 entry["combined_figure"] = self.draw_combined(
                     model, item.sample, e, entry, heat, shown
                 )
@@ -737,6 +739,8 @@ class _Run:
         out = self.out
         map_path = out.map(sample.id, model.name, e.method)
         out.save_map(map_path, heat)
+        if not self.opts.figures:
+            return {"method": e.method, "params": dict(e.params), "map": out.rel(map_path)}
         fig_path = out.figure(sample.id, model.name, e.method)
         raises, lowers = raises_and_lowers(heat, other, flipped)
         explanation_figure(

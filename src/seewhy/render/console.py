@@ -134,3 +134,54 @@ def print_checks(
     console.print(f"report: {out / 'report.html'}")
     if failed:
         console.print(f"[yellow]{failed} sample(s) failed; see {out / 'errors.jsonl'}[/yellow]")
+
+
+def print_dataset(
+    summary: dict[str, Any], out: Path, failed: int, console: Any | None = None
+) -> None:
+    """A dataset run: the metrics per model, then one row per cohort with its words, then the
+    checks' verdicts when a sample was checked, and where the files are."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or Console()
+    info = summary.get("dataset", {})
+    console.print(
+        f"seewhy dataset: {info.get('rows', 0)} rows, {info.get('predicted', 0)} predicted, "
+        f"{info.get('explained', 0)} explained, {info.get('failed', 0)} failed"
+    )
+    metrics = summary.get("metrics", {})
+    if metrics:
+        table = Table(title="metrics")
+        for col in ("model", "rows", "r2", "mae", "rmse", "accuracy"):
+            table.add_column(col, justify="right" if col != "model" else "left")
+        for name, m in metrics.items():
+            cells = [escape(str(name)), str(m.get("rows", "-"))]
+            for key in ("r2", "mae", "rmse", "accuracy"):
+                v = m.get(key)
+                cells.append("-" if not isinstance(v, (int, float)) else f"{v:.4g}")
+            table.add_row(*cells)
+        console.print(table)
+    cohorts = summary.get("cohorts", [])
+    if cohorts:
+        t = Table(title="cohorts")
+        for col in ("cohort", "model", "method", "rows", "what the maps say"):
+            t.add_column(col)
+        for c in cohorts[:MAX_ROWS]:
+            t.add_row(
+                escape(str(c.get("title", c.get("name")))),
+                escape(str(c.get("model", ""))),
+                escape(str(c.get("method", ""))),
+                str(len(c.get("sample_ids", []))),
+                escape(str(c.get("description", "-"))),
+            )
+        console.print(t)
+        _more(console, len(cohorts), out)
+    if summary.get("checks"):
+        print_checks(summary, out, failed, console)
+        return
+    console.print(f"predictions: {out / 'predictions.csv'}")
+    console.print(f"report: {out / 'report.html'}")
+    if failed:
+        console.print(f"[yellow]{failed} row(s) failed; see {out / 'errors.jsonl'}[/yellow]")

@@ -1,0 +1,208 @@
+"""Cohorts of a dataset run (SPEC section 8), its metrics, and a cohort's story in words.
+
+Plain Python over the prediction records (no torch): a prediction pass over every row comes
+first, these functions pick the rows worth looking at, and only those are explained.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row's prediction: ``value`` for regressors, ``label`` and ``score`` for
+    classifiers; ``truth`` the manifest's true value (a number) or label (a class name)."""
+
+    id: str
+    value: float | None = None
+    label: str | None = None
+    score: float | None = None
+    truth: float | str | None = None
+
+    @property
+    def residual(self) -> float | None:
+        """prediction - truth (regression with a true value), else ``None``."""
+        if self.value is None or not isinstance(self.truth, (int, float)):
+            return None
+        return float(self.value) - float(self.truth)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A named group of rows: ``name`` for files and scripts, ``title`` for people."""
+
+    name: str
+    title: str
+    ids: list[str]
+
+
+COHORTS = ("top", "bottom", "highest_error", "lowest_error", "misclassified", "class:<label>")
+"""The cohorts a dataset run picks (SPEC section 8)."""
+
+
+def decile_count(n: int) -> int:
+    """How many rows a decile holds: ``ceil(n / 10)`` (at least one of a non-empty table)."""
+    return math.ceil(n / 10) if n else 0
+
+
+def pick_cohorts(
+    rows: Sequence[Row], task: str, size: int, what: str = "the output"
+) -> list[Cohort]:
+    """The cohorts of ``rows`` (SPEC section 8), each at most ``size`` rows, most extreme first,
+    ties broken by id.
+
+    Regression: ``top`` / ``bottom`` are the decile of rows (the ``ceil(n/10)`` rows) with the
+    highest / lowest true value when every row has one, else the highest / lowest prediction;
+    ``highest_error`` / ``lowest_error`` are the rows with the largest / smallest absolute
+    residual (rows with a true value). Classification: ``misclassified`` (rows with a true
+    label that the prediction misses, the most confident first) and ``class:<label>`` per
+    predicted class (most confident first).
+
+    Args:
+        what: the output in words for the titles (``price``).
+    """
+    if task == "regression":
+        return _regression(rows, size, what)
+    return _classification(rows, size)
+
+
+def _regression(rows: Sequence[Row], size: int, what: str) -> list[Cohort]:
+    valued = [r for r in rows if r.value is not None and math.isfinite(r.value)]
+    truthful = [r for r in valued if isinstance(r.truth, (int, float)) and math.isfinite(r.truth)]
+    by_truth = bool(valued) and len(truthful) == len(valued)
+    source = truthful if by_truth else valued
+    n = min(decile_count(len(source)), size)
+
+    def key(r: Row) -> float:
+        return float(r.truth) if by_truth else float(r.value)  # type: ignore[arg-type]
+
+    word = f"true {what}" if by_truth else f"predicted {what}"
+    out = []
+    if source:
+        top = sorted(source, key=lambda r: (-key(r), r.id))[:n]
+        bottom = sorted(source, key=lambda r: (key(r), r.id))[:n]
+        out += [
+            Cohort("top", f"top decile of {word}", [r.id for r in top]),
+            Cohort("bottom", f"bottom decile of {word}", [r.id for r in bottom]),
+        ]
+    if truthful:
+        errors = [(abs(r.residual or 0.0), r.id) for r in truthful]
+        high = sorted(errors, key=lambda e: (-e[0], e[1]))[:size]
+        low = sorted(errors, key=lambda e: (e[0], e[1]))[:size]
+        out += [
+            Cohort("highest_error", "highest absolute error", [i for _, i in high]),
+            Cohort("lowest_error", "lowest absolute error", [i for _, i in low]),
+        ]
+    return out
+
+
+def _classification(rows: Sequence[Row], size: int) -> list[Cohort]:
+    def confident(r: Row) -> tuple[float, str]:
+        return (-(r.score if r.score is not None else 0.0), r.id)
+
+    out = []
+    judged = [r for r in rows if r.truth is not None and r.label is not None]
+    if judged:
+        wrong = sorted((r for r in judged if str(r.truth) != r.label), key=confident)[:size]
+        out.append(Cohort("misclassified", "misclassified", [r.id for r in wrong]))
+    labels = sorted({r.label for r in rows if r.label is not None})
+    for label in labels:
+        members = sorted((r for r in rows if r.label == label), key=confident)[:size]
+        out.append(Cohort(f"class:{label}", f"predicted {label}", [r.id for r in members]))
+    return out
+
+
+def metrics(rows: Sequence[Row], task: str, labels: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``metrics`` of one model (SPEC section 7) over the rows with a true value:
+    regression ``r2``, ``mae``, ``rmse``; classification ``accuracy`` and ``confusion``
+    (``labels`` and ``matrix``, rows true, columns predicted). ``rows`` counts them; a
+    figure that needs a true value is absent without one."""
+    if task == "regression":
+        pairs = [
+            (float(r.truth), float(r.value))
+            for r in rows
+            if isinstance(r.truth, (int, float))
+            and r.value is not None
+            and math.isfinite(float(r.truth))
+            and math.isfinite(r.value)
+        ]
+        out: dict[str, Any] = {"rows": len(pairs)}
+        if not pairs:
+            return out
+        mean = sum(t for t, _ in pairs) / len(pairs)
+        ss_res = sum((p - t) ** 2 for t, p in pairs)
+        ss_tot = sum((t - mean) ** 2 for t, _ in pairs)
+        out["mae"] = sum(abs(p - t) for t, p in pairs) / len(pairs)
+        out["rmse"] = math.sqrt(ss_res / len(pairs))
+        if ss_tot > 0:
+            out["r2"] = 1.0 - ss_res / ss_tot
+        return out
+    judged = [r for r in rows if r.truth is not None and r.label is not None]
+    out = {"rows": len(judged)}
+    if not judged:
+        return out
+    names = list(
+        dict.fromkeys([*labels, *(str(r.truth) for r in judged), *(r.label for r in judged)])
+    )
+    index = {n: i for i, n in enumerate(names)}
+    matrix = [[0] * len(names) for _ in names]
+    for r in judged:
+        matrix[index[str(r.truth)]][index[str(r.label)]] += 1
+    out["accuracy"] = sum(str(r.truth) == r.label for r in judged) / len(judged)
+    out["confusion"] = {"labels": names, "matrix": matrix}
+    return out
+
+
+def mean_shares(shares: Sequence[Sequence[float] | None]) -> list[float] | None:
+    """The mean of per-row shares (rows without one left out), ``None`` when none has one."""
+    have = [s for s in shares if s is not None]
+    if not have:
+        return None
+    return [sum(col) / len(have) for col in zip(*have, strict=True)]
+
+
+def describe(
+    title: str,
+    names: Sequence[str],
+    raises: Sequence[float] | None,
+    lowers: Sequence[float] | None,
+    area: Sequence[float],
+    what: str,
+) -> str:
+    """A cohort's regions in words: the class most over-represented in what raises ``what``
+    (its share of the raising attribution against its share of the area), and in what lowers
+    it; e.g. ``top decile of true price: water raises price (0.60 of the raising attribution
+    on 0.23 of the area)``."""
+    parts = []
+    for verb, shares, kind in (("raises", raises, "raising"), ("lowers", lowers, "lowering")):
+        if shares is None:
+            continue
+        best = _most_enriched(shares, area)
+        if best is None:
+            continue
+        parts.append(
+            f"{names[best]} {verb} {what} ({shares[best]:.2f} of the {kind} attribution on "
+            f"{area[best]:.2f} of the area)"
+        )
+    if not parts:
+        return f"{title}: no region takes more of the attribution than of the area"
+    return f"{title}: " + "; ".join(parts)
+
+
+ENRICHED = 1.1
+"""A class stands out in a cohort's words when its share of the attribution is at least this
+many times its share of the area."""
+
+
+def _most_enriched(shares: Sequence[float], area: Sequence[float]) -> int | None:
+    """The class whose share most exceeds its area share (by ratio), among classes present
+    and over-represented (at least :data:`ENRICHED` times); ``None`` when none is."""
+    best, ratio = None, ENRICHED
+    for k, (s, a) in enumerate(zip(shares, area, strict=True)):
+        if a > 0 and s / a >= ratio:
+            best, ratio = k, s / a
+    return best

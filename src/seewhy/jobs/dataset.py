@@ -1,0 +1,1051 @@
+"""``seewhy dataset``: a whole table of samples -> predictions, cohorts, maps, checks, one report.
+
+The run streams (SPEC section 8):
+
+1. **Predict** every row: DataLoader workers decode and preprocess the images (and validate each
+   row's true value and region map), the model predicts in real batches, and each row's
+   prediction is appended to ``dataset/predictions.jsonl`` as it comes. With ``--explain all``
+   this pass explains the rows too (the explanation's forward gives the prediction).
+2. **Cohorts** are picked from the predictions (:mod:`seewhy.jobs.cohorts`).
+3. **Explain** the cohorts' members in batches; maps, figures and per-row records
+   (``dataset/records.jsonl``) are written by a background writer while the next batch runs.
+4. **Check** a sample of rows (``--check-sample N``), as ``seewhy check`` does.
+5. **Compile** summary.json, predictions.csv, the cohorts' mean maps and region shares, and the
+   report, from the per-row records (no rewrite of the whole summary per row).
+
+A batch that fails is retried row by row, so one bad row fails alone (errors.jsonl). A run
+killed at any point resumes: the streamed records are append-only, a torn last line is dropped,
+finished rows are not done again, and every other file is written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seewhy.core.errors import UsageError
+from seewhy.jobs.check import CheckOptions
+from seewhy.jobs.cohorts import Cohort, Row, describe, mean_shares, metrics, pick_cohorts
+from seewhy.jobs.explain import (
+    _batch_target,
+    _error,
+    _methods,
+    _reason,
+    _Run,
+    _Shown,
+    _validate,
+    describe_model,
+    load_models,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from seewhy.core.explanation import Explanation
+    from seewhy.data.output import OutputFolder
+    from seewhy.data.samples import Sample
+    from seewhy.models.model import Model
+
+EXPLAIN_CHOICES = ("cohorts", "all")
+
+
+@dataclass
+class DatasetOptions(CheckOptions):
+    """The flags of ``seewhy dataset`` (SPEC sections 2 and 8): ``check``'s, and its own."""
+
+    manifests: list[Path] = field(default_factory=list)
+    id_col: str = "id"
+    target_col: str | None = None
+    regions_col: str | None = None
+    region_names: list[str] | None = None
+    explain: str = "cohorts"
+    cohort_size: int = 32
+    check_sample: int = 0
+    figures: bool = True
+    workers: int = 2
+
+
+@dataclass
+class DatasetOutcome:
+    """What a dataset run left: the summary, how many rows failed, where."""
+
+    summary: dict[str, Any]
+    failed: int
+    out: Path
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+# -- the streamed state: append-only records, resumable after a kill ---------------------------
+class _Stream:
+    """An append-only JSON-lines file: each record is one line, flushed and synced as written.
+
+    A run killed while writing leaves at most a torn last line, which reading drops and
+    appending cuts off first, so the file never holds a half record.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line
+            if isinstance(item, dict):
+                out.append(item)
+        return out
+
+    def mend(self) -> None:
+        """Cut a torn last line (a record written half before a kill)."""
+        if not self.path.is_file():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with self.path.open("r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def append(self, items: Sequence[dict[str, Any]]) -> None:
+        if not items:
+            return
+        text = "".join(json.dumps(i, default=_jsonable) + "\n" for i in items)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def reset(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+class _State:
+    """``OUT/dataset/``: the streamed predictions and records, and what they were computed
+    from. A rerun whose models or settings differ starts that stream afresh."""
+
+    def __init__(self, root: Path, keys: dict[str, Any]) -> None:
+        self.dir = root / "dataset"
+        self.predictions = _Stream(self.dir / "predictions.jsonl")
+        self.records = _Stream(self.dir / "records.jsonl")
+        state_path = self.dir / "state.json"
+        old: dict[str, Any] = {}
+        if state_path.is_file():
+            try:
+                old = json.loads(state_path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                old = {}
+        if old.get("predictions") != keys["predictions"]:
+            self.predictions.reset()
+            self.records.reset()
+        elif old.get("records") != keys["records"]:
+            self.records.reset()
+        self.predictions.mend()
+        self.records.mend()
+        from seewhy.core.atomic import atomic_write
+
+        atomic_write(state_path, json.dumps(keys, indent=1, default=_jsonable))
+
+
+def _keys(models: Sequence[Model], opts: DatasetOptions, background: list[str]) -> dict[str, Any]:
+    """What the streamed predictions and records depend on (another model, target, method,
+    setting, seed or region set starts them afresh)."""
+    from seewhy.jobs.resume import stamp
+
+    described = []
+    for m in models:
+        d = m.describe()
+        described.append(
+            [
+                m.name,
+                d.get("arch"),
+                d.get("task"),
+                d.get("labels"),
+                d.get("preprocess"),
+                stamp(d.get("checkpoint")),
+                m.inputs or None,
+                m.output,
+            ]
+        )
+    predictions = {"models": described, "target_col": opts.target_col}
+    records = {
+        "target": opts.target,
+        "methods": opts.methods,
+        "settings": opts.settings,
+        "layer": opts.layer,
+        "seed": opts.seed,
+        "regions": [opts.regions_col, opts.region_names],
+        "figures": opts.figures,
+        "background": background,
+    }
+    return {"predictions": predictions, "records": records}
+
+
+# -- reading rows: DataLoader workers decode, preprocess and validate ---------------------------
+@dataclass
+class _Item:
+    """One row as a worker read it: the model's input image, the frame shown in figures, the
+    framed region map; or why the row cannot be used."""
+
+    index: int
+    image: Any = None
+    shown: Any = None
+    grayscale: bool = False
+    regions: Any = None
+    truth: float | str | None = None
+    reason: str | None = None
+
+
+class _Rows:
+    """A map-style dataset of manifest rows for one model (picklable for worker processes)."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        model: Model,
+        opts: DatasetOptions,
+        *,
+        frames: bool,
+        regions: bool,
+    ) -> None:
+        self.samples = list(samples)
+        self.preprocess = model.preprocess
+        self.task = model.task
+        self.labels = list(model.labels or [])
+        self.target_col = opts.target_col
+        self.region_names = list(opts.region_names or [])
+        self.frames = frames
+        self.regions = regions and bool(opts.regions_col)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> _Item:
+        import numpy as np
+
+        from seewhy.data.images import decode_image
+        from seewhy.data.regions import load_regions
+
+        s = self.samples[i]
+        try:
+            truth = self.truth(s)
+            if not s.image_path:
+                raise UsageError("the image cell is blank")
+            d = decode_image(s.image_path, bit_depth=self.preprocess.bit_depth)
+            image = self.preprocess([d.image])[0]
+            regions = None
+            if self.region_names:  # read (and checked) on every pass, kept when explaining
+                if not s.regions_path:
+                    raise UsageError("the region map cell (--regions-col) is blank")
+                regions = load_regions(
+                    s.regions_path, self.preprocess, self.region_names, image_size=d.image.size
+                )
+                if not self.regions:
+                    regions = None
+            shown = np.asarray(self.preprocess.frame(d.image)) if self.frames else None
+            return _Item(i, image, shown, d.grayscale, regions, truth)
+        except Exception as exc:  # a bad row fails alone
+            return _Item(i, reason=_reason(exc))
+
+    def truth(self, s: Sample) -> float | str | None:
+        """The row's true value: a finite number for regressors, a class name for classifiers
+        (a class index in the manifest is named by the model's labels)."""
+        from seewhy.data.samples import blank
+
+        if self.target_col is None:
+            return None
+        value = s.row.get(self.target_col, s.truth)
+        if blank(value):
+            raise UsageError(f"the target column '{self.target_col}' is blank (or NaN)")
+        if self.task == "regression":
+            try:
+                number = float(str(value).strip())
+            except (TypeError, ValueError):
+                raise UsageError(
+                    f"the target column '{self.target_col}' holds {value!r}, not a number"
+                ) from None
+            if not math.isfinite(number):
+                raise UsageError(f"the target column '{self.target_col}' is {value!r}")
+            return number
+        text = str(value).strip()
+        if text in self.labels:
+            return text
+        if text.lstrip("-").isdigit() and self.labels and 0 <= int(text) < len(self.labels):
+            return self.labels[int(text)]
+        return text
+
+
+def _batches(rows: _Rows, batch_size: int, workers: int) -> Iterator[list[_Item]]:
+    """The rows in batches, read by ``workers`` worker processes (0: in this process)."""
+    from torch.utils.data import DataLoader
+
+    loader: DataLoader[Any] = DataLoader(
+        rows,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=list,
+        prefetch_factor=2 if workers else None,
+    )
+    yield from loader
+
+
+# -- the background writer: maps, figures and records while the next batch runs -----------------
+class _Writer:
+    """One thread that runs the write jobs in order; at most ``depth`` jobs wait, so memory
+    stays bounded. An error in a job is kept and raised by :meth:`close`."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="seewhy-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as exc:
+                    self._error = exc
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+# -- the run ------------------------------------------------------------------------------------
+def run_dataset(
+    samples: Sequence[Sample],
+    model_specs: Sequence[str],
+    opts: DatasetOptions,
+    console: Console | None = None,
+) -> DatasetOutcome:
+    """Predict every row, pick the cohorts, explain them (or every row), check a sample, and
+    write summary.json, predictions.csv and the report into ``opts.out``."""
+    from rich.console import Console
+
+    from seewhy.data.output import OutputFolder
+    from seewhy.methods.registry import parse_method_specs
+
+    console = console or Console(stderr=True)
+    specs = parse_method_specs(opts.methods)
+    opts = dataclasses.replace(
+        opts,
+        methods=list(dict.fromkeys(name for name, _ in specs)),
+        settings={**{name: own for name, own in specs if own}, **opts.settings},
+    )
+    _check_options(opts)
+    _methods(opts, opts.layer)
+    if not samples:
+        raise UsageError("the manifest has no rows to explain")
+    if opts.out.exists() and not opts.out.is_dir():
+        raise UsageError(f"--out {opts.out} is a file, not a folder; pass a folder name")
+    models = load_models(model_specs, opts)
+    picked = [m.for_target(opts.target) for m in models]
+    if any(head is not m for (head, _), m in zip(picked, models, strict=True)):
+        models = [head for head, _ in picked]
+        opts = dataclasses.replace(opts, target=str(picked[0][1]))
+    layers = _validate(models, opts, samples)
+    out = OutputFolder(opts.out)
+    out.root.mkdir(parents=True, exist_ok=True)
+    _clean_temp(out.root)
+    job = _Job(models, layers, opts, out, samples, console)
+    return job.run()
+
+
+def _check_options(opts: DatasetOptions) -> None:
+    if opts.explain not in EXPLAIN_CHOICES:
+        raise UsageError(f"--explain {opts.explain}: use cohorts or all")
+    for flag, value, low in (
+        ("--cohort-size", opts.cohort_size, 1),
+        ("--check-sample", opts.check_sample, 0),
+        ("--workers", opts.workers, 0),
+        ("--batch-size", opts.batch_size, 1),
+        ("--n-background", opts.n_background, 0),
+    ):
+        if value < low:
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
+    if opts.regions_col and not opts.region_names:
+        raise UsageError(
+            f"--regions-col {opts.regions_col} needs --region-names: the class of each id in the "
+            "region maps, in order (e.g. --region-names soil,vegetation,water,road)"
+        )
+    if opts.region_names and not opts.regions_col:
+        raise UsageError("--region-names names the classes of --regions-col; give that column too")
+    if opts.region_names and len(set(opts.region_names)) != len(opts.region_names):
+        raise UsageError(f"--region-names repeats a name: {','.join(opts.region_names)}")
+
+
+_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
+
+
+def _clean_temp(root: Path) -> None:
+    """Remove the temporary files a killed run's atomic writes left (``.name.XXXXXXXX.ext``)."""
+    for sub in ("", "figures", "maps", "cohorts", "overview", "dataset", "checks"):
+        folder = root / sub
+        if not folder.is_dir():
+            continue
+        found = folder.glob(".*") if not sub else folder.rglob(".*")
+        for p in found:
+            if p.is_file() and _TEMP.match(p.name):
+                p.unlink(missing_ok=True)
+
+
+@dataclass
+class _Job:
+    models: Sequence[Model]
+    layers: dict[str, str | None]
+    opts: DatasetOptions
+    out: OutputFolder
+    samples: Sequence[Sample]
+    console: Console
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    predicted: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    explained: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_id = {s.id: s for s in self.samples}
+        self.order = {s.id: k for k, s in enumerate(self.samples)}
+        self.helper = _Run(
+            models=self.models,
+            layers=self.layers,
+            opts=dataclasses.replace(self.opts, figures=self.opts.figures),
+            out=self.out,
+            summary={"results": [], "agreement": []},
+            done=set(),
+            samples=self.samples,
+        )
+        background = self.helper.background_ids() if self.helper.uses_background else []
+        self.state = _State(self.out.root, _keys(self.models, self.opts, background))
+        for p in self.state.predictions.read():
+            self.predicted.setdefault(p["model"], {})[p["id"]] = p
+        files = self.out.root
+        for r in self.state.records.read():
+            paths = [a.get("map") for a in r.get("attributions", [])]
+            paths += [a.get("figure") for a in r.get("attributions", []) if a.get("figure")]
+            if all(p and (files / p).is_file() for p in paths):  # else: done again
+                self.explained.setdefault(r["model"], {})[r["sample"]] = r
+
+    # -- the stages ----------------------------------------------------------------------------
+    def run(self) -> DatasetOutcome:
+        from rich.progress import Progress
+
+        cohorts: dict[str, list[Cohort]] = {}
+        with Progress(
+            *_columns(), console=self.console, transient=True, disable=not self.opts.progress
+        ) as bar:
+            for model in self.models:
+                every = self.opts.explain == "all"
+                todo = [s for s in self.samples if s.id not in self.predicted.get(model.name, {})]
+                if every:  # one pass: predictions come with the explanations
+                    todo = [
+                        s for s in self.samples if s.id not in self.explained.get(model.name, {})
+                    ]
+                self.stream(
+                    model,
+                    todo,
+                    explain=every,
+                    bar=bar,
+                    what=("explaining" if every else "predicting"),
+                )
+                cohorts[model.name] = self.cohorts(model)
+                if not every:
+                    members = dict.fromkeys(i for c in cohorts[model.name] for i in c.ids)
+                    done = self.explained.get(model.name, {})
+                    todo = [
+                        self.by_id[i]
+                        for i in sorted(members, key=self.order.__getitem__)
+                        if i not in done
+                    ]
+                    self.stream(model, todo, explain=True, bar=bar, what="explaining cohorts")
+        checks = self.checks()
+        summary = self.compile(cohorts, checks)
+        self.out.save_summary(summary)
+        errors = sorted(self.errors.values(), key=lambda e: self.order.get(e["id"], -1))
+        self.out.write_errors(errors)
+        if self.opts.report:
+            from seewhy.render.report import render_report
+
+            render_report(self.out.root)
+        return DatasetOutcome(summary=summary, failed=len(errors), out=self.out.root)
+
+    def fail(self, sample: Sample, model: Model, reason: str) -> None:
+        if sample.id in self.errors:
+            return
+        text = reason if len(self.models) == 1 else f"model {model.name}: {reason}"
+        self.errors[sample.id] = _error(sample, text)
+
+    def stream(
+        self,
+        model: Model,
+        todo: Sequence[Sample],
+        *,
+        explain: bool,
+        bar: Progress,
+        what: str,
+    ) -> None:
+        """Predict (and with ``explain``, explain) ``todo`` in batches, streaming records."""
+        if not todo:
+            return
+        label = what if len(self.models) == 1 else f"{what} ({model.name})"
+        task = bar.add_task(label, total=len(todo))
+        rows = _Rows(todo, model, self.opts, frames=explain and self.opts.figures, regions=explain)
+        writer = _Writer() if explain else None
+        try:
+            for items in _batches(rows, self.opts.batch_size, self.opts.workers):
+                good = []
+                for item in items:
+                    if item.reason is not None:
+                        self.fail(todo[item.index], model, item.reason)
+                    else:
+                        good.append(item)
+                if good:
+                    self.batch(model, todo, good, explain, writer)
+                bar.advance(task, len(items))
+        finally:
+            if writer is not None:
+                writer.close()
+        bar.remove_task(task)
+
+    def batch(
+        self,
+        model: Model,
+        todo: Sequence[Sample],
+        items: list[_Item],
+        explain: bool,
+        writer: _Writer | None,
+    ) -> None:
+        """One batch; retried row by row when it fails, so a bad row fails alone."""
+        work = self.explain if explain else self.predict
+        try:
+            work(model, todo, items, writer)
+        except Exception as exc:
+            if len(items) == 1:
+                self.fail(todo[items[0].index], model, _reason(exc))
+                return
+            for item in items:
+                try:
+                    work(model, todo, [item], writer)
+                except Exception as one:
+                    self.fail(todo[item.index], model, _reason(one))
+
+    def inputs(self, model: Model, samples: list[Sample], items: list[_Item]) -> Any:
+        import torch
+
+        from seewhy.jobs.multimodal import named_batch
+
+        images = torch.stack([it.image for it in items])
+        return named_batch(model, images, samples)
+
+    def predict(
+        self, model: Model, todo: Sequence[Sample], items: list[_Item], writer: _Writer | None
+    ) -> None:
+        import torch
+
+        from seewhy.api import as_inputs
+        from seewhy.core.state import explaining
+        from seewhy.data.summary import prediction
+
+        samples = [todo[it.index] for it in items]
+        batch, _ = self.inputs(model, samples, items)
+        with explaining(model.module), torch.inference_mode():
+            output = model.forward(model.to_input(as_inputs(model, batch)))
+        records: list[dict[str, Any]] = [
+            {
+                "id": s.id,
+                "model": model.name,
+                "prediction": prediction(model, output[k])[0],
+                "truth": it.truth,
+            }
+            for k, (s, it) in enumerate(zip(samples, items, strict=True))
+        ]
+        self.state.predictions.append(records)
+        for r in records:
+            self.predicted.setdefault(model.name, {})[str(r["id"])] = r
+
+    def explain(
+        self, model: Model, todo: Sequence[Sample], items: list[_Item], writer: _Writer | None
+    ) -> None:
+        from seewhy.api import explain
+        from seewhy.data.regions import region_sums
+        from seewhy.data.summary import prediction
+        from seewhy.jobs.regression import is_lowering, opposites
+
+        samples = [todo[it.index] for it in items]
+        batch, truncated = self.inputs(model, samples, items)
+        target = _batch_target(model, samples, self.opts.target)
+        methods = _methods(self.opts, self.layers.get(model.name))
+        exps = explain(
+            model,
+            batch,
+            methods,
+            target=target,
+            batch_size=self.opts.batch_size,
+            seed=self.opts.seed,
+            sample_ids=[s.id for s in samples],
+            background=self.helper.background_for(model, methods),
+        )
+        opposite = opposites(exps)
+        flipped = is_lowering(model, target)
+        output = exps[0].output
+        if output is None:  # pragma: no cover - every method reports the model output
+            raise UsageError(f"method {exps[0].method} did not report the model's output")
+        if self.opts.explain == "all":
+            records = [
+                {
+                    "id": s.id,
+                    "model": model.name,
+                    "prediction": prediction(model, output[k])[0],
+                    "truth": it.truth,
+                }
+                for k, (s, it) in enumerate(zip(samples, items, strict=True))
+            ]
+        else:
+            records = []
+        names = list(self.opts.region_names or [])
+        sums: list[dict[str, dict[str, list[float]]]] = []
+        for k, it in enumerate(items):
+            row: dict[str, dict[str, list[float]]] = {}
+            if it.regions is not None:
+                for e, other in zip(exps, opposite, strict=True):
+                    heat = e.map[k].cpu().numpy()
+                    low = None if other is None else other[k].cpu().numpy()
+                    rs = region_sums(heat, it.regions, len(names), lowers=low)
+                    row[e.method] = {
+                        "raises": rs.raises.tolist(),
+                        "lowers": rs.lowers.tolist(),
+                        "pixels": rs.pixels.tolist(),
+                    }
+            sums.append(row)
+        job = _WriteBatch(
+            self, model, samples, items, exps, opposite, flipped, truncated, sums, records
+        )
+        if writer is None:
+            job()
+        else:
+            writer.submit(job)
+
+    # -- cohorts, checks, summary --------------------------------------------------------------
+    def rows(self, model: Model) -> list[Row]:
+        """The model's predictions over the rows that did not fail, in manifest order."""
+        got = self.predicted.get(model.name, {})
+        out = []
+        for s in self.samples:
+            p = got.get(s.id)
+            if p is None:
+                continue
+            pred = p["prediction"]
+            out.append(
+                Row(
+                    id=s.id,
+                    value=pred.get("value"),
+                    label=pred.get("label"),
+                    score=pred.get("score"),
+                    truth=p.get("truth"),
+                )
+            )
+        return out
+
+    def what(self, model: Model) -> str:
+        return self.opts.target_col or ("the output" if model.task == "regression" else "the class")
+
+    def cohorts(self, model: Model) -> list[Cohort]:
+        return pick_cohorts(self.rows(model), model.task, self.opts.cohort_size, self.what(model))
+
+    def checks(self) -> list[dict[str, Any]]:
+        """``--check-sample N``: the trust checks on N rows drawn at random (seeded) among the
+        rows that predicted."""
+        if not self.opts.check_sample:
+            return []
+        import random
+
+        from seewhy.checks.verdict import Thresholds
+        from seewhy.jobs.check import _check_model, _with_figure, _with_model_agreement
+
+        thresholds = Thresholds.load(self.opts.thresholds)
+        results = []
+        for model in self.models:
+            ok = [s for s in self.samples if s.id in self.predicted.get(model.name, {})]
+            if not ok:
+                continue
+            pick = random.Random(self.opts.seed).sample(
+                range(len(ok)), min(self.opts.check_sample, len(ok))
+            )
+            chosen = [ok[i] for i in sorted(pick)]
+            checked, _bad = _check_model(
+                model,
+                self.opts.target,
+                chosen,
+                self.opts,
+                thresholds,
+                None,
+                self.console,
+                self.helper.background_for,
+            )
+            results.extend(checked)
+        regressors = {m.name for m in self.models if m.task == "regression"}
+        results = _with_model_agreement(results, [], thresholds, regressors)
+        return [_with_figure(self.out, r.record()) for r in results]
+
+    def compile(
+        self, cohorts: dict[str, list[Cohort]], checks: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        from seewhy.data.summary import new_summary
+
+        summary = new_summary()
+        summary["models"] = [describe_model(m) for m in self.models]
+        explained_ids = {i for recs in self.explained.values() for i in recs}
+        summary["samples"] = [s.describe() for s in self.samples if s.id in explained_ids]
+        names = list(self.opts.region_names or [])
+        for s in self.samples:
+            for m in self.models:
+                r = self.explained.get(m.name, {}).get(s.id)
+                if r is not None:
+                    summary["results"].append(_result(r, names))
+        overview: dict[str, str] = {}
+        summary["metrics"] = {}
+        for m in self.models:
+            rows = self.rows(m)
+            summary["metrics"][m.name] = metrics(rows, m.task, m.labels or ())
+            fig = self.overview(m, rows, summary["metrics"][m.name])
+            if fig:
+                overview[m.name] = fig
+            for c in cohorts.get(m.name, []):
+                for method in self.opts.methods:
+                    summary["cohorts"].append(self.cohort(m, method, c, rows))
+        summary["checks"] = checks
+        self.write_predictions(cohorts)
+        total = len(self.samples)
+        summary["dataset"] = {
+            "manifests": [str(p) for p in self.opts.manifests],
+            "id_col": self.opts.id_col,
+            "target_col": self.opts.target_col,
+            "rows": total,
+            "predicted": len({i for recs in self.predicted.values() for i in recs}),
+            "explained": len(explained_ids),
+            "failed": len(self.errors),
+            "explain": self.opts.explain,
+            "cohort_size": self.opts.cohort_size,
+            "check_sample": self.opts.check_sample,
+            "predictions": "predictions.csv",
+            "overview": overview,
+        }
+        if names:
+            summary["dataset"]["region_names"] = names
+        return summary
+
+    def overview(self, model: Model, rows: list[Row], figures: dict[str, Any]) -> str | None:
+        """The model's overview figure: predicted vs true and the residuals (regression), the
+        confusion matrix (classification)."""
+        from seewhy.data.output import _file_part
+
+        path = self.out.root / "overview" / f"{_file_part(model.name)}__predictions.png"
+        try:
+            if model.task == "regression":
+                from seewhy.render.figures import prediction_figure
+
+                values = [r.value for r in rows if r.value is not None]
+                if not values:
+                    return None
+                truth = [r.truth for r in rows if r.value is not None]
+                has_truth = all(isinstance(t, (int, float)) for t in truth)
+                prediction_figure(
+                    path,
+                    prediction=values,
+                    truth=[float(t) for t in truth] if has_truth else None,  # type: ignore[arg-type]
+                    title=f"{model.name}: predicted {self.what(model)}",
+                )
+            else:
+                confusion = figures.get("confusion")
+                if not confusion:
+                    return None
+                from seewhy.render.figures import confusion_figure
+
+                confusion_figure(
+                    path,
+                    labels=confusion["labels"],
+                    matrix=confusion["matrix"],
+                    title=f"{model.name}: confusion (rows true, columns predicted)",
+                )
+        except Exception as exc:  # a figure that cannot be drawn is noted, not fatal
+            self.console.print(f"[yellow]overview figure for {model.name}: {exc}[/]")
+            return None
+        return self.out.rel(path)
+
+    def cohort(self, model: Model, method: str, c: Cohort, rows: list[Row]) -> dict[str, Any]:
+        """A ``cohorts[]`` entry: members, mean map and its figure, region shares, features."""
+        import numpy as np
+
+        from seewhy.data.output import _file_part
+
+        by_id = {r.id: r for r in rows}
+        done = self.explained.get(model.name, {})
+        members = []
+        total: np.ndarray | None = None
+        count = 0
+        raises, lowers, areas = [], [], []
+        features: dict[str, list[float]] = {}
+        signed = False
+        for sid in c.ids:
+            r = by_id[sid]
+            member: dict[str, Any] = {"id": sid, "target": r.truth}
+            member["prediction"] = r.value if model.task == "regression" else r.label
+            if model.task == "regression":
+                member["residual"] = r.residual
+            else:
+                member["score"] = r.score
+            rec = done.get(sid)
+            a = (
+                None
+                if rec is None
+                else next((x for x in rec["attributions"] if x["method"] == method), None)
+            )
+            if a is not None:
+                member["map"] = a["map"]
+                if a.get("figure"):
+                    member["figure"] = a["figure"]
+                heat = np.load(self.out.root / a["map"])
+                total = heat.astype(np.float64) if total is None else total + heat
+                count += 1
+                signed = signed or bool(a.get("signed"))
+                sums = a.get("region_sums")
+                if sums:
+                    from seewhy.data.regions import RegionSums
+
+                    shares = RegionSums(
+                        np.asarray(sums["raises"]),
+                        np.asarray(sums["lowers"]),
+                        np.asarray(sums["pixels"]),
+                    ).shares()
+                    raises.append(shares[0])
+                    lowers.append(shares[1])
+                    areas.append(shares[2])
+                for f in a.get("features", []):
+                    features.setdefault(f["name"], []).append(float(f["score"]))
+            members.append(member)
+        entry: dict[str, Any] = {
+            "name": c.name,
+            "title": c.title,
+            "model": model.name,
+            "method": method,
+            "sample_ids": list(c.ids),
+            "members": members,
+            "explained": count,
+        }
+        if total is not None and count:
+            mean = (total / count).astype(np.float32)
+            stem = f"{_file_part(model.name)}__{_file_part(method)}__{_file_part(c.name)}"
+            npy = self.out.root / "cohorts" / f"{stem}.npy"
+            self.out.save_map(npy, mean)
+            entry["mean_map"] = self.out.rel(npy)
+            entry["signed"] = signed
+            png = npy.with_suffix(".png")
+            try:
+                from seewhy.render.figures import cohort_figure
+
+                cohort_figure(
+                    png,
+                    mean_map=mean,
+                    title=f"{c.title} · {model.name} · {method} · mean of {count}",
+                    signed=signed,
+                )
+                entry["figure"] = self.out.rel(png)
+            except Exception as exc:
+                self.console.print(f"[yellow]cohort figure {stem}: {exc}[/]")
+        names = list(self.opts.region_names or [])
+        if names and areas:
+            area = mean_shares(areas) or []
+            up = mean_shares(raises)
+            down = mean_shares(lowers)
+            entry["region_area"] = dict(zip(names, area, strict=True))
+            if up is not None:
+                entry["region_share"] = dict(zip(names, up, strict=True))
+            if down is not None:
+                entry["region_share_lower"] = dict(zip(names, down, strict=True))
+            entry["description"] = describe(c.title, names, up, down, area, self.what(model))
+        if features:
+            entry["features"] = sorted(
+                (
+                    {
+                        "name": k,
+                        "score": sum(v) / len(v),
+                        "abs_score": sum(abs(x) for x in v) / len(v),
+                    }
+                    for k, v in features.items()
+                ),
+                key=lambda f: -f["abs_score"],
+            )
+        return entry
+
+    def write_predictions(self, cohorts: dict[str, list[Cohort]]) -> None:
+        """predictions.csv: one line per (row, model), with the cohorts it belongs to."""
+        import csv
+        import io
+
+        from seewhy.core.atomic import atomic_write
+
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(
+            ["id", "model", "truth", "prediction", "score", "residual", "abs_error", "cohorts"]
+        )
+        for m in self.models:
+            member_of: dict[str, list[str]] = {}
+            for c in cohorts.get(m.name, []):
+                for i in c.ids:
+                    member_of.setdefault(i, []).append(c.name)
+            for r in self.rows(m):
+                res = r.residual
+                w.writerow(
+                    [
+                        r.id,
+                        m.name,
+                        "" if r.truth is None else r.truth,
+                        r.value if m.task == "regression" else r.label,
+                        "" if r.score is None else r.score,
+                        "" if res is None else res,
+                        "" if res is None else abs(res),
+                        ";".join(member_of.get(r.id, [])),
+                    ]
+                )
+        atomic_write(self.out.root / "predictions.csv", buf.getvalue())
+
+
+def _result(record: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A ``results[]`` entry from a streamed record: per method its region shares in words."""
+    import numpy as np
+
+    from seewhy.data.regions import RegionSums
+
+    entry = {k: v for k, v in record.items() if k != "truth"}
+    attributions = []
+    for a in record.get("attributions", []):
+        a = dict(a)
+        sums = a.pop("region_sums", None)
+        if sums and names:
+            up, down, area = RegionSums(
+                np.asarray(sums["raises"]), np.asarray(sums["lowers"]), np.asarray(sums["pixels"])
+            ).shares()
+            if up is not None:
+                a["region_share"] = dict(zip(names, up, strict=True))
+            if down is not None:
+                a["region_share_lower"] = dict(zip(names, down, strict=True))
+            a["region_area"] = dict(zip(names, area, strict=True))
+        attributions.append(a)
+    entry["attributions"] = attributions
+    return entry
+
+
+@dataclass
+class _WriteBatch:
+    """A batch's maps, figures and records, written by the background writer."""
+
+    job: _Job
+    model: Model
+    samples: list[Sample]
+    items: list[_Item]
+    exps: list[Explanation]
+    opposite: list[Any]
+    flipped: bool
+    truncated: list[bool]
+    sums: list[dict[str, dict[str, list[float]]]]
+    predictions: list[dict[str, Any]]
+
+    def __call__(self) -> None:
+        job = self.job
+        run = job.helper
+        records = []
+        failed = set()
+        for k, (s, it) in enumerate(zip(self.samples, self.items, strict=True)):
+            todo = run.todo(s, self.model)
+            shown = _Shown(it.shown, it.grayscale)
+            try:
+                entry, _ = run.write(
+                    self.model,
+                    todo,
+                    k,
+                    self.exps,
+                    self.opposite,
+                    self.flipped,
+                    shown,
+                    self.truncated[k],
+                )
+            except Exception as exc:  # a figure that fails fails its row alone
+                job.fail(s, self.model, _reason(exc))
+                failed.add(s.id)
+                continue
+            finally:
+                run.summary["results"].clear()  # the job compiles results from the records
+            for a in entry["attributions"]:
+                e = next(x for x in self.exps if x.method == a["method"])
+                a["signed"] = bool(e.signed)
+                if a["method"] in self.sums[k]:
+                    a["region_sums"] = self.sums[k][a["method"]]
+            records.append(entry)
+        predictions = [p for p in self.predictions if p["id"] not in failed]
+        if predictions:  # --explain all: the predictions of the same pass
+            job.state.predictions.append(predictions)
+            for r in predictions:
+                job.predicted.setdefault(self.model.name, {})[r["id"]] = r
+        job.state.records.append(records)
+        for r in records:
+            job.explained.setdefault(self.model.name, {})[r["sample"]] = r
+
+
+def _columns() -> tuple[Any, ...]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        ProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:.1f} rows/s")
+
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        TimeRemainingColumn(),
+    )
