@@ -950,3 +950,338 @@ def build_check_figure(record: dict[str, Any]) -> Figure:
 def check_figure(record: dict[str, Any], path: str | Path) -> Path:
     """Write :func:`build_check_figure` of ``record`` to ``path`` (a PNG, atomically)."""
     return save_figure(build_check_figure(record), path)
+
+
+# -- dataset runs: predictions overview, confusion matrix, cohort mean maps --------------------
+OVERVIEW_SIZE = (10.0, 4.2)
+"""The regression overview's size in inches with truth (scatter + residual histogram); without
+truth it is half as wide."""
+CONFUSION_TEXT_MAX = 30
+"""Classes up to which the confusion matrix writes its counts in the cells."""
+COHORT_CELL = 3.4
+"""Width and height, in inches, of one panel of the cohort figure."""
+
+
+def _finite(values: Sequence[float] | None, name: str) -> np.ndarray:
+    """``values`` as a 1-D float64 array (None as NaN), or a typed error naming ``name``."""
+    import numpy as np
+
+    try:
+        arr = np.asarray(
+            [np.nan if v is None else v for v in (values or [])], dtype=np.float64
+        ).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(
+            f"prediction figure: {name} must be numbers (None or NaN for a missing one); {exc}"
+        ) from exc
+    return arr
+
+
+def _bins(n: int) -> int:
+    """Histogram bins for ``n`` values: about sqrt(n), between 10 and 50."""
+    return int(min(50, max(10, round(n**0.5))))
+
+
+def _no_data(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, parse_math=False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def build_prediction_figure(
+    *, prediction: Sequence[float], truth: Sequence[float] | None, title: str
+) -> Figure:
+    """The regression overview, drawn but not saved (see :func:`prediction_figure`)."""
+    import numpy as np
+
+    pred = _finite(prediction, "prediction")
+    if truth is None:
+        keep = np.isfinite(pred)
+        dropped = int((~keep).sum())
+        fig = _figure(OVERVIEW_SIZE[0] / 2, OVERVIEW_SIZE[1], constrained=True)
+        ax = fig.subplots()
+        values = pred[keep]
+        if values.size:
+            ax.hist(values, bins=_bins(values.size), color="0.45", edgecolor="white", linewidth=0.4)
+            ax.set_xlabel("prediction")
+            ax.set_ylabel("rows")
+        else:
+            _no_data(ax, "no finite predictions")
+        ax.set_title(f"predictions (n = {values.size})", fontsize=9)
+    else:
+        true = _finite(truth, "truth")
+        if true.size != pred.size:
+            raise UsageError(
+                f"prediction figure got {pred.size} predictions and {true.size} true values; "
+                "pass one true value per prediction (NaN where it is unknown)"
+            )
+        keep = np.isfinite(pred) & np.isfinite(true)
+        dropped = int((~keep).sum())
+        p, t = pred[keep], true[keep]
+        fig = _figure(*OVERVIEW_SIZE, constrained=True)
+        scatter, hist = fig.subplots(1, 2)
+        if p.size:
+            residual = p - t
+            lo = float(min(p.min(), t.min()))
+            hi = float(max(p.max(), t.max()))
+            pad = 0.05 * ((hi - lo) or max(abs(hi), 1.0))
+            lo, hi = lo - pad, hi + pad
+            scatter.plot([lo, hi], [lo, hi], "-", color="0.3", linewidth=0.8, label="y = x")
+            scatter.scatter(t, p, s=9, alpha=0.6, color="#1f77b4", linewidths=0, label="rows")
+            scatter.set_xlim(lo, hi)
+            scatter.set_ylim(lo, hi)
+            scatter.set_aspect("equal", adjustable="box")
+            scatter.legend(loc="upper left", fontsize=8)
+            ss_res = float((residual**2).sum())
+            ss_tot = float(((t - t.mean()) ** 2).sum())
+            r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+            mae = float(np.abs(residual).mean())
+            scatter.set_title(f"n = {p.size} · R² {r2:.3g} · MAE {mae:.4g}", fontsize=9)
+            hist.hist(
+                residual, bins=_bins(residual.size), color="0.45", edgecolor="white", linewidth=0.4
+            )
+            hist.axvline(0.0, color="black", linewidth=0.8)
+            hist.set_title("residual (prediction - truth)", fontsize=9)
+            hist.set_xlabel("residual")
+            hist.set_ylabel("rows")
+        else:
+            _no_data(scatter, "no row with a finite prediction and truth")
+            _no_data(hist, "no residuals")
+        scatter.set_xlabel("true value")
+        scatter.set_ylabel("prediction")
+    if dropped:
+        title = f"{title} ({dropped} row(s) with NaN ignored)"
+    fig.suptitle(title, fontsize=TITLE_FONT, parse_math=False)
+    return fig
+
+
+def prediction_figure(
+    path: str | Path,
+    *,
+    prediction: Sequence[float],
+    truth: Sequence[float] | None,
+    title: str,
+) -> Path:
+    """Write a regression model's predictions over a dataset.
+
+    With ``truth``: predicted against true values (one dot per row, the line y = x, equal axes;
+    its title gives n, R² and the mean absolute error) beside a histogram of the residuals
+    (prediction - truth) with 0 marked. Without: a histogram of the predictions. Rows where a
+    prediction (or its truth) is NaN, None or infinite are left out and counted in the title;
+    no row left gives panels that say so.
+
+    Args:
+        path: the PNG to write (atomically).
+        prediction: one predicted value per row.
+        truth: the true values, one per prediction, or None.
+        title: the figure's title.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        UsageError: ``truth`` of another length than ``prediction``, or values that are not
+            numbers.
+    """
+    return save_figure(
+        build_prediction_figure(prediction=prediction, truth=truth, title=title), path
+    )
+
+
+def build_confusion_figure(
+    *, labels: Sequence[str], matrix: Sequence[Sequence[int]], title: str
+) -> Figure:
+    """The confusion matrix, drawn but not saved (see :func:`confusion_figure`)."""
+    import numpy as np
+
+    n = len(labels)
+    if n == 0:
+        raise UsageError("confusion figure needs at least one class label; got none")
+    try:
+        counts = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(
+            f"confusion figure: the matrix must be {n} rows of {n} counts ({exc})"
+        ) from exc
+    if counts.shape != (n, n):
+        raise UsageError(
+            f"confusion figure got a matrix of shape {counts.shape} for {n} labels; expected "
+            f"({n}, {n}): rows are true classes, columns predicted ones"
+        )
+    wrong = ~np.isfinite(counts) | (counts < 0) | (counts != np.round(counts))
+    if wrong.any():
+        i, j = (int(k) for k in np.argwhere(wrong)[0])
+        raise UsageError(
+            f"confusion figure: counts must be whole numbers >= 0; row {i} ({labels[i]!r}), "
+            f"column {j} ({labels[j]!r}) holds {counts[i, j]}"
+        )
+    counts = counts.astype(np.int64)
+    side = float(min(20.0, 3.0 + 0.45 * n))
+    fig = _figure(side + 1.2, side, constrained=True)
+    ax = fig.subplots()
+    drawn = ax.imshow(counts, cmap="Blues", vmin=0, vmax=max(1, int(counts.max())))
+    fig.colorbar(drawn, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+    names = [_short(str(label), 20) for label in labels]
+    font = 8 if n <= 12 else 6
+    ax.set_xticks(
+        range(n),
+        labels=names,
+        rotation=45 if n > 3 else 0,
+        ha="right" if n > 3 else "center",
+        fontsize=font,
+        parse_math=False,
+    )
+    ax.set_yticks(range(n), labels=names, fontsize=font, parse_math=False)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= CONFUSION_TEXT_MAX:
+        half = counts.max() / 2
+        for i in range(n):
+            for j in range(n):
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=font,
+                    color="white" if counts[i, j] > half else "black",
+                )
+    total = int(counts.sum())
+    accuracy = f" · accuracy {np.trace(counts) / total:.3g}" if total else ""
+    fig.suptitle(f"{title} (n = {total}{accuracy})", fontsize=TITLE_FONT, parse_math=False)
+    return fig
+
+
+def confusion_figure(
+    path: str | Path,
+    *,
+    labels: Sequence[str],
+    matrix: Sequence[Sequence[int]],
+    title: str,
+) -> Path:
+    """Write a classifier's confusion matrix: rows are true classes, columns predicted ones,
+    cells shaded by count (0 white) with the count written in each (up to CONFUSION_TEXT_MAX
+    classes); the title gives the rows counted and the accuracy.
+
+    Args:
+        path: the PNG to write (atomically).
+        labels: the class names, in the matrix's order.
+        matrix: ``matrix[i][j]`` = rows of true class i predicted as class j.
+        title: the figure's title.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        UsageError: no labels, a matrix that is not len(labels) x len(labels), or counts that
+            are negative, fractional or NaN.
+    """
+    return save_figure(build_confusion_figure(labels=labels, matrix=matrix, title=title), path)
+
+
+def build_cohort_figure(
+    *,
+    mean_map: np.ndarray,
+    title: str,
+    signed: bool,
+    lowers: np.ndarray | None = None,
+    image: np.ndarray | None = None,
+    details: Sequence[str] = (),
+) -> Figure:
+    """The cohort figure, drawn but not saved (see :func:`cohort_figure`)."""
+
+    heat, bad = _as_map(mean_map, "mean map")
+    panels: list[tuple[str, np.ndarray, str, float, float, bool]] = []
+    # (title, map, colormap, vmin, vmax, signed overlay)
+    if lowers is not None:
+        low, bad_low = _as_map(lowers, "lowers map")
+        bad += bad_low
+        raises, low = heat.clip(min=0), _resize(low, heat.shape).clip(min=0)
+        m = max(_limit(raises), _limit(low))  # one scale: the two panels compare
+        panels.append(("raises", raises, "Reds", 0.0, m, True))
+        panels.append(("lowers", low, "Blues", 0.0, m, True))
+    else:
+        shown, is_signed = _combine(heat, signed, None)
+        m = _limit(shown)
+        if is_signed:
+            panels.append(("mean map: red raises, blue lowers", shown, DIVERGING, -m, m, True))
+        else:
+            panels.append(("mean map", shown, SEQUENTIAL, 0.0, m, False))
+    lines = [str(d) for d in details]
+    if bad:
+        lines.insert(0, f"warning: {bad} NaN/inf map values set to 0")
+    base = _display_image(_as_image(image)) if image is not None else None
+    ncols = len(panels) + bool(lines)
+    nrows = 1 + (base is not None)
+    fig = _figure(COHORT_CELL * ncols, COHORT_CELL * nrows + 0.4, constrained=True)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for k, (name, values, cmap, vmin, vmax, overlay_signed) in enumerate(panels):
+        ax = axes[0][k]
+        drawn = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+        fig.colorbar(drawn, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+        if base is not None:
+            # what lowers is drawn blue: as a negative map on the signed overlay
+            over = -values if name == "lowers" else values
+            _overlay(axes[1][k], base, over, False, signed=overlay_signed)
+            axes[1][k].set_title(f"{name.split(':')[0]} over the mean image", fontsize=9)
+    if lines:
+        text_ax = axes[0][-1]
+        text_ax.set_axis_off()
+        text_ax.text(
+            0.0,
+            1.0,
+            "\n".join(_wrap(lines, DETAIL_WIDTH, DETAIL_LINES)),
+            va="top",
+            ha="left",
+            fontsize=8,
+            family="monospace",
+            transform=text_ax.transAxes,
+            parse_math=False,
+        )
+        if base is not None:
+            axes[1][-1].set_axis_off()
+    fig.suptitle(title, fontsize=TITLE_FONT, parse_math=False)
+    return fig
+
+
+def cohort_figure(
+    path: str | Path,
+    *,
+    mean_map: np.ndarray,
+    title: str,
+    signed: bool,
+    lowers: np.ndarray | None = None,
+    image: np.ndarray | None = None,
+    details: Sequence[str] = (),
+) -> Path:
+    """Write a cohort's mean map.
+
+    Unsigned: one heat panel from 0 to the maximum. Signed: one panel on the diverging colormap
+    with symmetric limits (red raises, blue lowers). With ``lowers``: two panels on one scale,
+    "raises" (``mean_map`` clipped at 0, reds) and "lowers" (``lowers`` clipped at 0, blues).
+    With ``image``, a second row shows each panel over the cohort's mean image; with
+    ``details``, a text panel on the right. NaN or infinite map values are drawn as 0 and
+    counted in the text.
+
+    Args:
+        path: the PNG to write (atomically).
+        mean_map: float HxW, the mean of the members' maps (what raises, with ``lowers``).
+        title: the figure's title.
+        signed: whether ``mean_map`` keeps a sign.
+        lowers: optional non-negative mean map of what lowers the output (regressors).
+        image: optional mean image (uint8 HxWx3 or HxW, or floats in [0, 1]).
+        details: lines for the text panel (cohort, members, region shares).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        UsageError: a map or image that is not a non-empty 2-D (image: or HxWx3) array.
+    """
+    fig = build_cohort_figure(
+        mean_map=mean_map, title=title, signed=signed, lowers=lowers, image=image, details=details
+    )
+    return save_figure(fig, path)
