@@ -257,7 +257,9 @@ def explain(
         clean batch: ``pred`` is the class the model picks on the inputs as given. For a
         regression target, the methods that depend on the target also return the opposite
         sign's map (what lowers the output beside what raises it) in ``extras["opposite"]``,
-        from the same passes.
+        from the same passes. Each keeps the image the model saw (``image``, uint8) and its
+        predictions in words (``predictions``): in a notebook it shows its overlays and
+        ``.plot()`` draws the 4-panel figure.
     """
     m, target = as_model(model).for_target(target)  # HEAD:LABEL picks a head
     batch = as_inputs(m, inputs)
@@ -303,7 +305,24 @@ def explain(
                 for i, e in zip(idx, done, strict=True):
                     chunks[i].append(e)
         results.extend(Explanation.concat(c) for c in chunks)
-    return results
+    return _shown(m, batch, results)
+
+
+def _shown(model: Model, batch: Inputs, results: list[Explanation]) -> list[Explanation]:
+    """The explanations with what a notebook draws beside the maps: the image the model saw
+    (uint8, in its input frame, one copy shared by every result) and each sample's prediction
+    in words (:func:`~seewhy.data.summary.prediction_text`)."""
+    from seewhy.core.display import input_image
+    from seewhy.data.summary import prediction, prediction_text
+
+    x = batch.get("image")
+    image = None if x is None else input_image(x, model.preprocess.mean, model.preprocess.std)
+
+    def said(out: Tensor | None) -> list[str] | None:
+        rows = None if out is None else out.detach().float().cpu()  # one copy, not one per row
+        return None if rows is None else [prediction_text(prediction(model, r, 1)[0]) for r in rows]
+
+    return [dataclasses.replace(e, image=image, predictions=said(e.output)) for e in results]
 
 
 def check(

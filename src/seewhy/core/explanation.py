@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from torch import Tensor
 
 
@@ -39,6 +40,15 @@ class Explanation:
             attribution can be signed beside an unsigned image map); ``signed`` is the image's.
         per_sample: name -> one value per sample (a list of length ``B``), for ragged results
             such as token lists; :meth:`concat` joins them in order.
+        image: the image the model saw, to draw the maps over: uint8 ``[B, H, W, 3]`` on the
+            CPU, in the model's input frame (the normalised input mapped back through the
+            preprocess mean and std; one channel repeated to three). ``seewhy.explain`` keeps
+            it; ``None`` for inputs without an image and for methods called directly.
+        predictions: what the model predicted for each sample, in words (``cat (0.93)``,
+            ``value 3.2``), as ``seewhy.explain`` writes it; ``None`` when not known.
+
+    In a notebook an explanation shows itself (:meth:`_repr_html_`: the overlays) and
+    :meth:`plot` draws the 4-panel figure.
     """
 
     method: str
@@ -53,6 +63,8 @@ class Explanation:
     raw: Mapping[str, Tensor] = field(default_factory=dict)
     input_signed: Mapping[str, bool] = field(default_factory=dict)
     per_sample: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    image: Tensor | None = field(default=None, repr=False)
+    predictions: Sequence[str] | None = None
 
     def is_signed(self, name: str = "image") -> bool:
         """Whether input ``name``'s attribution keeps a sign."""
@@ -101,6 +113,35 @@ class Explanation:
         hi = flat.amax(dim=1).view(shape)
         return (m - lo) / (hi - lo).clamp_min(1e-12)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: per sample (the first 8, then ``and N more``) the map over the image
+        (the map alone without an image) as an inline PNG, captioned with the method, target
+        and prediction. Signed maps are red where they raise the target and blue where they
+        lower it; unsigned ones a heat colormap from 0 to their maximum."""
+        from seewhy.core.display import explanation_html
+
+        return explanation_html(self)
+
+    def plot(self, index: int = 0, ax: Axes | Sequence[Axes] | None = None) -> Any:
+        """Draw sample ``index`` with matplotlib (no pyplot state is touched).
+
+        Args:
+            index: the sample (negative counts from the end).
+            ax: ``None``: a new figure with the 4 panels (image, heatmap with its colour bar,
+                overlay, details: method, target, layer, prediction); one ``Axes``: the
+                overlay drawn on it; 4 ``Axes`` (a list or an array): the 4 panels drawn on
+                them.
+
+        Returns:
+            The new ``matplotlib.figure.Figure``, the given ``Axes``, or the list of 4 axes.
+
+        Raises:
+            UsageError: no image map, an index out of range, or ``ax`` neither one nor 4 axes.
+        """
+        from seewhy.core.display import plot
+
+        return plot(self, index, ax)
+
     @staticmethod
     def concat(parts: Sequence[Explanation]) -> Explanation:
         """Join explanations of consecutive chunks of one batch (same method, target, layer)."""
@@ -147,4 +188,10 @@ class Explanation:
             raw=raw,
             input_signed=first.input_signed,
             per_sample=per_sample,
+            image=torch.cat([p.image for p in parts])  # type: ignore[misc]
+            if all(p.image is not None for p in parts)
+            else None,
+            predictions=[s for p in parts for s in p.predictions]  # type: ignore[union-attr]
+            if all(p.predictions is not None for p in parts)
+            else None,
         )
