@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "explain": ("seewhy.api", "explain"),
     "check": ("seewhy.api", "check"),
+    "dataset": ("seewhy.jobs.dataset", "dataset"),
+    "DatasetResult": ("seewhy.jobs.dataset", "DatasetResult"),
     "CheckResult": ("seewhy.checks.suite", "CheckResult"),
     "Thresholds": ("seewhy.checks.verdict", "Thresholds"),
     "load_model": ("seewhy.api", "load_model"),

@@ -567,3 +567,31 @@ def from_manifests(
         regions_col=regions_col,
     )
     return pick(_settle(drafts), sample, seed)
+
+
+def from_rows(
+    rows: Sequence[dict[str, Any]],
+    *,
+    id_col: str | None = None,
+    image_col: str = "image_path",
+    target_col: str | None = None,
+    text_col: str | None = None,
+    mask_col: str | None = None,
+    regions_col: str | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+) -> list[Sample]:
+    """Samples from rows already in memory (a DataFrame's records), as :func:`from_manifest`
+    reads a file's; relative paths are relative to the current folder."""
+    _check_sample(sample)
+    drafts = _manifest_drafts(
+        Path.cwd() / "<rows>",
+        id_col=id_col,
+        image_col=image_col,
+        target_col=target_col,
+        text_col=text_col,
+        mask_col=mask_col,
+        rows=[dict(r) for r in rows],
+        regions_col=regions_col,
+    )
+    return pick(_settle(drafts), sample, seed)

@@ -354,9 +354,13 @@ def run_dataset(
     model_specs: Sequence[str],
     opts: DatasetOptions,
     console: Console | None = None,
+    *,
+    loaded: Sequence[Model] | None = None,
 ) -> DatasetOutcome:
     """Predict every row, pick the cohorts, explain them (or every row), check a sample, and
-    write summary.json, predictions.csv and the report into ``opts.out``."""
+    write summary.json, predictions.csv and the report into ``opts.out``.
+
+    ``loaded``: the models, already loaded (``seewhy.dataset`` from a notebook)."""
     from rich.console import Console
 
     from seewhy.data.output import OutputFolder
@@ -375,7 +379,7 @@ def run_dataset(
         raise UsageError("the manifest has no rows to explain")
     if opts.out.exists() and not opts.out.is_dir():
         raise UsageError(f"--out {opts.out} is a file, not a folder; pass a folder name")
-    models = load_models(model_specs, opts)
+    models = list(loaded) if loaded is not None else load_models(model_specs, opts)
     picked = [m.for_target(opts.target) for m in models]
     if any(head is not m for (head, _), m in zip(picked, models, strict=True)):
         models = [head for head, _ in picked]
@@ -1049,3 +1053,264 @@ def _columns() -> tuple[Any, ...]:
         Rate(),
         TimeRemainingColumn(),
     )
+
+
+# -- from a notebook ----------------------------------------------------------------------------
+def dataset(
+    manifest: Any,
+    model: Any,
+    methods: str | Sequence[str] = "gradcam",
+    *,
+    target: str = "pred",
+    out: str | Path = "seewhy-out",
+    id_col: str | None = None,
+    image_col: str = "image_path",
+    target_col: str | None = None,
+    text_col: str | None = None,
+    regions_col: str | None = None,
+    region_names: Sequence[str] | None = None,
+    explain: str = "cohorts",
+    cohort_size: int = 32,
+    check_sample: int = 0,
+    figures: bool = True,
+    workers: int = 0,
+    batch_size: int = 8,
+    seed: int = 0,
+    sample: int | None = None,
+    n_background: int = 32,
+    layer: str | None = None,
+    device: str | None = None,
+    trust_checkpoint: bool = False,
+    progress: bool = False,
+    report: bool = True,
+) -> DatasetResult:
+    """``seewhy dataset`` from Python: the same run, the same output folder.
+
+    Args:
+        manifest: a CSV/Parquet path, several (joined on ``id_col``), or a pandas DataFrame
+            (relative image paths are then relative to the current folder).
+        model: a model card / arch string, a loaded :class:`~seewhy.core.model.Model` or an
+            ``nn.Module``, or a list of them.
+        methods: method names, a comma list or a list (settings in brackets).
+        workers: DataLoader worker processes (default 0 here: notebooks often cannot fork).
+
+    Other arguments are the flags of ``seewhy dataset`` (SPEC sections 2 and 8).
+
+    Returns:
+        A :class:`DatasetResult`: ``.predictions`` and ``.cohorts`` as pandas DataFrames,
+        ``.summary``, ``.report()``; it displays itself in Jupyter.
+    """
+    from seewhy.data.samples import from_manifests, from_rows
+    from seewhy.methods.registry import split_method_specs
+
+    names = list(region_names) if region_names else None
+    if hasattr(manifest, "to_dict") and hasattr(manifest, "columns"):  # a pandas DataFrame
+        samples = from_rows(
+            manifest.to_dict(orient="records"),
+            id_col=id_col,
+            image_col=image_col,
+            target_col=target_col,
+            text_col=text_col,
+            regions_col=regions_col,
+            sample=sample,
+            seed=seed,
+        )
+        paths: list[Path] = []
+    else:
+        paths = [Path(p) for p in (manifest if isinstance(manifest, (list, tuple)) else [manifest])]
+        samples = from_manifests(
+            paths,
+            id_col=id_col,
+            image_col=image_col,
+            target_col=target_col,
+            text_col=text_col,
+            regions_col=regions_col,
+            sample=sample,
+            seed=seed,
+        )
+    models = model if isinstance(model, (list, tuple)) else [model]
+    specs = [str(m) for m in models if isinstance(m, (str, Path))]
+    opts = DatasetOptions(
+        methods=split_method_specs(methods if isinstance(methods, str) else ",".join(methods)),
+        target=target,
+        layer=layer,
+        out=Path(out),
+        device=device,
+        batch_size=batch_size,
+        seed=seed,
+        trust_checkpoint=trust_checkpoint,
+        progress=progress,
+        report=report,
+        n_background=n_background,
+        manifests=paths,
+        id_col=id_col or "id",
+        target_col=target_col,
+        regions_col=regions_col,
+        region_names=names,
+        explain=explain,
+        cohort_size=cohort_size,
+        check_sample=check_sample,
+        figures=figures,
+        workers=workers,
+    )
+    loaded = None
+    if len(specs) != len(models):  # loaded models or modules
+        from seewhy.api import as_model
+        from seewhy.data.samples import unique_ids
+
+        loaded = [as_model(m) for m in models]
+        for m, name in zip(loaded, unique_ids([m.name for m in loaded]), strict=True):
+            m.name = name
+    outcome = run_dataset(samples, specs, opts, loaded=loaded)
+    return DatasetResult(outcome.summary, outcome.failed, outcome.out)
+
+
+@dataclass
+class DatasetResult:
+    """What :func:`dataset` returns: the run's summary and output folder, with views for a
+    notebook."""
+
+    summary: dict[str, Any]
+    failed: int
+    out: Path
+
+    @property
+    def predictions(self) -> Any:
+        """predictions.csv as a pandas DataFrame (id, model, truth, prediction, score,
+        residual, abs_error, cohorts)."""
+        pd = _pandas()
+        return pd.read_csv(self.out / "predictions.csv", dtype={"id": str, "model": str})
+
+    @property
+    def cohorts(self) -> Any:
+        """One row per cohort x model x method: its name, title, members, words, mean map
+        and, with region maps, the share of each class in what raises / lowers the output."""
+        pd = _pandas()
+        rows = []
+        for c in self.summary.get("cohorts", []):
+            row = {
+                k: c.get(k)
+                for k in ("name", "title", "model", "method", "description", "mean_map", "figure")
+            }
+            row["rows"] = len(c.get("sample_ids", []))
+            row["sample_ids"] = list(c.get("sample_ids", []))
+            for key, prefix in (
+                ("region_share", "raises"),
+                ("region_share_lower", "lowers"),
+                ("region_area", "area"),
+            ):
+                for k, v in (c.get(key) or {}).items():
+                    row[f"{prefix}:{k}"] = v
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def cohort(self, name: str, model: str | None = None, method: str | None = None) -> CohortView:
+        """One cohort (the first model's and method's unless named), for display."""
+        for c in self.summary.get("cohorts", []):
+            if (
+                c.get("name") == name
+                and model in (None, c.get("model"))
+                and method
+                in (
+                    None,
+                    c.get("method"),
+                )
+            ):
+                return CohortView(c, self.out)
+        have = sorted({str(c.get("name")) for c in self.summary.get("cohorts", [])})
+        raise UsageError(f"no cohort '{name}' in this run; it has {', '.join(have) or 'none'}")
+
+    def report(self) -> Path:
+        """Render report.html (again) and return its path."""
+        from seewhy.render.report import render_report
+
+        return render_report(self.out)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        info = self.summary.get("dataset", {})
+        head = (
+            f"<p><b>seewhy dataset</b> · {info.get('rows', 0)} rows, "
+            f"{info.get('predicted', 0)} predicted, {info.get('explained', 0)} explained, "
+            f"{info.get('failed', 0)} failed · {escape(str(self.out))}</p>"
+        )
+        lines = [
+            f"<li>{escape(str(c.get('model')))} / {escape(str(c.get('method')))}: "
+            f"{escape(str(c.get('description') or c.get('title')))}</li>"
+            for c in self.summary.get("cohorts", [])
+        ]
+        return head + (f"<ul>{''.join(lines)}</ul>" if lines else "")
+
+
+@dataclass
+class CohortView:
+    """A cohort of a dataset run, shown inline in Jupyter: its words, mean map and gallery."""
+
+    entry: dict[str, Any]
+    out: Path
+
+    @property
+    def mean_map(self) -> Any:
+        """The cohort's mean map (float32 ``[H, W]``), or ``None`` when nothing was explained."""
+        import numpy as np
+
+        ref = self.entry.get("mean_map")
+        return None if not ref else np.load(self.out / ref)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        c = self.entry
+        parts = [
+            f"<p><b>{escape(str(c.get('title') or c.get('name')))}</b> · "
+            f"{escape(str(c.get('model')))} / {escape(str(c.get('method')))} · "
+            f"{len(c.get('sample_ids', []))} rows</p>"
+        ]
+        if c.get("description"):
+            parts.append(f"<p>{escape(str(c['description']))}</p>")
+        if c.get("figure"):
+            parts.append(_img(self.out / c["figure"], 360, "mean map"))
+        cells = []
+        for m in c.get("members", [])[:12]:
+            if m.get("figure"):
+                caption = (
+                    f"{m.get('id')}: target {m.get('target')}, predicted {m.get('prediction')}"
+                )
+                cells.append(_img(self.out / m["figure"], 220, caption))
+        if cells:
+            parts.append("<div>" + "".join(cells) + "</div>")
+        return "".join(parts)
+
+
+def _img(path: Path, width: int, caption: str) -> str:
+    """An inline thumbnail (PNG data URI) of ``path``, ``width`` px wide, with a caption."""
+    import base64
+    import io
+    from html import escape
+
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.thumbnail((width, width * 4))
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, format="PNG")
+    except OSError:
+        return f"<p><i>{escape(caption)}: {escape(str(path))} is missing</i></p>"
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return (
+        "<figure style='display:inline-block;margin:4px'>"
+        f"<img src='data:image/png;base64,{data}' width='{width}'>"
+        f"<figcaption style='font-size:80%'>{escape(caption)}</figcaption></figure>"
+    )
+
+
+def _pandas() -> Any:
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise UsageError(
+            "DataFrames need pandas: pip install 'seewhy[tabular]' (or pip install pandas)"
+        ) from exc
+    return pd
