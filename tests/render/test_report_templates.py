@@ -31,6 +31,10 @@ SECTION_TEMPLATES = {
     "checks.html.j2",
     "cohorts.html.j2",
     "sample_card.html.j2",
+    "overview.html.j2",
+    "dataset_cohorts.html.j2",
+    "explained.html.j2",
+    "sort_script.html.j2",
 }
 
 
@@ -275,7 +279,7 @@ def test_user_text_is_escaped_in_every_section(tmp_path: Path) -> None:
         "cohorts": [{"name": EVIL, "sample_ids": [EVIL], "mean_map": f"maps/{EVIL}.npy"}],
     }
     html = render(tmp_path, data, [{"id": EVIL, "path": EVIL, "reason": EVIL}])
-    assert "<script" not in html and EVIL not in html
+    assert html.count("<script") == 1 and EVIL not in html  # only the inline sort script
     # run info (2), model name + label (2), error row (3), agreement (4), checks (5),
     # cohort (3), card: nav link, h3, facts, text, table (3), h4 (3), captions (4: alt and
     # figcaption of one figure, the missing one's caption and path), tokens, features
@@ -319,8 +323,12 @@ def test_one_template_per_section_ships_in_the_package() -> None:
     skeleton = (folder / "report.html.j2").read_text(encoding="utf-8")
     for name in sorted(SECTION_TEMPLATES - {"report.html.j2"}):
         assert skeleton.count(f'{{% include "{name}" %}}') == 1, name
-    # the page's head and style live in the skeleton, and it has no script or external URL
+    # the page's head and style live in the skeleton, its one script (inline, no src) in
+    # sort_script.html.j2, and there is no external URL
     assert "<style>" in skeleton and "<script" not in skeleton and "http" not in skeleton
+    script = (folder / "sort_script.html.j2").read_text(encoding="utf-8")
+    assert script.count("<script>") == 1 and "src=" not in script and "http" not in script
+    assert skeleton.count('{% include "sort_script.html.j2" %}') == 1
 
 
 def test_the_environment_escapes_and_refuses_undefined_names() -> None:

@@ -1,17 +1,27 @@
 """report.html: one self-contained page from an output folder's summary.json and errors.jsonl.
 
 The page comes from the Jinja2 templates in ``render/templates/``: ``report.html.j2`` is the
-skeleton (head, style, contents) and includes one template per section (``header``, ``models``,
-``errors``, ``agreement``, ``checks``, ``cohorts``, ``sample_card``); ``macros.html.j2`` holds
-the table and figure markup they share. This module only prepares plain data for them (strings,
-numbers, lists and dicts): no HTML is written here. A new section is a new template and a new
-key in the data.
+skeleton (head, style, contents) and includes one template per section (``header``,
+``overview``, ``models``, ``errors``, ``agreement``, ``checks``, ``cohorts`` or
+``dataset_cohorts``, ``sample_card`` or ``explained``) and ``sort_script``; ``macros.html.j2``
+holds the table and figure markup they share. This module only prepares plain data for them
+(strings, numbers, lists and dicts): no HTML is written here. A new section is a new template
+and a new key in the data.
 
-Self-contained: every figure is inlined as a base64 data URI, the CSS is inline, there is no
-script and no external URL, so the file reads the same offline, mailed or archived. A figure
-goes in as its PNG, or as a WebP (quality 90) where that is under half the PNG's size: the
-image panels of noisy scans barely compress losslessly, and the demo's report shrinks from
-27 MB to 4.5 MB; the PNGs in ``figures/`` stay as they are.
+A dataset run (summary.json has ``dataset``) gets an overview (row counts, metrics, confusion
+matrices, the overview figures, a link to predictions.csv), a section per cohort (description,
+mean map, region and features tables, a gallery of its members: thumbnails THUMB_WIDTH pixels
+wide linking the full figures in ``figures/``) and, instead of a card per explained row (there
+may be thousands), one table that links each row's figure; explain and check reports are as
+before.
+
+Self-contained: every figure is inlined as a base64 data URI, the CSS is inline, the one script
+(sorting a table by the header clicked) is inline, and there is no external URL, so the file
+reads the same offline, mailed or archived. A figure goes in as its PNG, or as a WebP (quality
+90) where that is under half the PNG's size: the image panels of noisy scans barely compress
+losslessly, and the demo's report shrinks from 27 MB to 4.5 MB; the PNGs in ``figures/`` stay
+as they are. Links (a gallery's thumbnails, predictions.csv) are relative paths to files inside
+the output folder, percent-encoded.
 
 Safe: autoescaping is on for every template, and nothing from the user or the run (ids, labels,
 paths, model names, texts, reasons) is ever marked safe. Values are escaped with
@@ -28,7 +38,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from seewhy.core.atomic import atomic_write
 from seewhy.core.errors import UsageError
@@ -36,14 +46,23 @@ from seewhy.data.summary import SCHEMA, prediction_text
 
 WEBP_QUALITY = 90
 WEBP_FROM_BYTES = 32_768  # smaller PNGs (charts, tiny figures) go in as they are
+THUMB_WIDTH = 240
+"""Pixels a cohort gallery's thumbnail is wide (the full figure is a link away)."""
+THUMB_QUALITY = 80
+"""Quality of the thumbnails' lossy encoding (WebP, or JPEG where Pillow lacks WebP)."""
+EXPLAINED_ROWS = 1000
+"""Rows the explained rows' table of a dataset run lists (predictions.csv has them all)."""
+CONFUSION_TABLE_MAX = 30
+"""Classes up to which a dataset run's confusion matrix is also a table (beyond, the figure)."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEMPLATES = "templates"  # the package folder (beside this file) that holds the .j2 files
 _SECTIONS = ("schema", "models", "samples", "results", "agreement", "checks", "cohorts")
 _VERDICTS = ("pass", "warn", "fail")
 
 Cell = dict[str, Any]
-"""A table cell for ``macros.html.j2``: ``text``, ``num`` (right-aligned) and ``span`` (the
-CSS class of a ``<span>`` around the text, or None for plain text)."""
+"""A table cell for ``macros.html.j2``: ``text``, ``num`` (right-aligned, sorted as a number),
+``span`` (the CSS class of a ``<span>`` around the text, or None for plain text) and optionally
+``href`` (a link around the text)."""
 Table = dict[str, Any]
 """A table for ``macros.html.j2``: ``headers`` (strings) and ``rows`` (lists of cells)."""
 Figure = dict[str, Any]
@@ -69,13 +88,14 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _cell(value: Any) -> Cell:
-    """A value's cell: its :func:`_fmt` text, right-aligned when it is a number."""
-    return {"text": _fmt(value), "num": _is_number(value), "span": None}
+def _cell(value: Any, digits: int = 3, href: str | None = None) -> Cell:
+    """A value's cell: its :func:`_fmt` text, right-aligned when it is a number; with ``href``
+    (a link made by :meth:`_Figures.href` or a generated anchor), the text links there."""
+    return {"text": _fmt(value, digits), "num": _is_number(value), "span": None, "href": href}
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
@@ -96,6 +116,7 @@ class _Figures:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.missing = 0
+        self._thumbs: dict[str, str] = {}
 
     def resolve(self, rel: Any) -> Path | None:
         """The file ``rel`` names, when it is a path inside the output folder."""
@@ -116,6 +137,30 @@ class _Figures:
             where = f": {rel} ({why})" if isinstance(rel, str) and rel.strip() else ""
             return {"caption": caption, "uri": None, "missing": where}
         return {"caption": caption, "uri": _data_uri(data), "missing": ""}
+
+    def href(self, rel: Any) -> str | None:
+        """A relative link to the file ``rel`` names, when it is a file inside the output
+        folder: its path from the folder, percent-encoded (so no scheme such as ``javascript:``
+        can survive in it), or None."""
+        from urllib.parse import quote
+
+        path = self.resolve(rel)
+        if path is None or not path.is_file():
+            return None
+        return quote(path.relative_to(self.root).as_posix())
+
+    def thumbnail(self, rel: Any, caption: str) -> Figure:
+        """The figure ``rel`` names as a small inlined image (THUMB_WIDTH pixels wide, WebP or
+        JPEG), or why it is missing. A figure several cohorts share is encoded once."""
+        data, why = self._read(rel)
+        if data is None:
+            self.missing += 1
+            where = f": {rel} ({why})" if isinstance(rel, str) and rel.strip() else ""
+            return {"caption": caption, "uri": None, "missing": where}
+        key = str(rel)
+        if key not in self._thumbs:
+            self._thumbs[key] = _thumbnail_uri(data)
+        return {"caption": caption, "uri": self._thumbs[key], "missing": ""}
 
     def _read(self, rel: Any) -> tuple[bytes | None, str]:
         """The PNG's bytes, or None and why not."""
@@ -541,6 +586,268 @@ def _sample_card(
     }
 
 
+# -- dataset runs (data for overview / dataset_cohorts / explained .html.j2) -------------------
+_METRICS = ("rows", "r2", "mae", "rmse", "accuracy")
+"""The metrics the overview's table shows first, in this order; other numbers follow."""
+
+
+def _overview(
+    dataset: dict[str, Any], metrics: dict[str, Any], figures: _Figures
+) -> dict[str, Any]:
+    """The "Overview" section of a dataset run: the row counts, how the run was set up, the
+    metrics per model (and each classifier's confusion matrix), the overview figure per model,
+    and the link to predictions.csv."""
+    counts = _table(
+        ["rows", "predicted", "explained", "failed"],
+        [[dataset.get(k, "-") for k in ("rows", "predicted", "explained", "failed")]],
+    )
+    setup = [
+        ("manifests", dataset.get("manifests")),
+        ("id column", dataset.get("id_col")),
+        ("target column", dataset.get("target_col")),
+        ("explained", dataset.get("explain")),
+        ("cohort size", dataset.get("cohort_size")),
+        ("checked rows", dataset.get("check_sample")),
+        ("regions", dataset.get("region_names")),
+    ]
+    facts = " · ".join(f"{k}: {_fmt(v)}" for k, v in setup if v not in (None, "", []))
+    per_model = {str(k): v for k, v in metrics.items() if isinstance(v, dict)}
+    names = [k for k in _METRICS if any(k in m for m in per_model.values())]
+    names += list(
+        dict.fromkeys(
+            k
+            for m in per_model.values()
+            for k, v in m.items()
+            if k not in _METRICS and _is_number(v)
+        )
+    )
+    table = None
+    if per_model:
+        table = _table(["model"], [])
+        table["headers"] += names
+        table["rows"] = [
+            [_cell(model), *[_cell(m.get(k, "-"), 4) for k in names]]
+            for model, m in per_model.items()
+        ]
+    confusions: list[dict[str, Any]] = []
+    for model, m in per_model.items():
+        confusion = m.get("confusion")
+        if not isinstance(confusion, dict):
+            continue
+        labels, matrix = confusion.get("labels"), confusion.get("matrix")
+        if not (isinstance(labels, list) and isinstance(matrix, list)):
+            continue
+        if len(labels) > CONFUSION_TABLE_MAX:
+            confusions.append({"model": model, "table": None, "classes": len(labels)})
+            continue
+        rows = [
+            [label, *(row if isinstance(row, list) else [])]
+            for label, row in zip(labels, matrix, strict=False)
+        ]
+        table_c = _table(["true \\ predicted", *map(str, labels)], rows)
+        confusions.append({"model": model, "table": table_c, "classes": len(labels)})
+    overview = dataset.get("overview")
+    pictures = [
+        figures.figure(ref, f"{model}: predictions over the dataset")
+        for model, ref in (overview.items() if isinstance(overview, dict) else [])
+    ]
+    predictions = dataset.get("predictions") or "predictions.csv"
+    return {
+        "counts": counts,
+        "failed": _is_number(dataset.get("failed")) and dataset["failed"] > 0,
+        "facts": facts,
+        "metrics": table,
+        "confusions": confusions,
+        "figures": pictures,
+        "predictions": {"href": figures.href(predictions), "name": str(predictions)},
+    }
+
+
+def _number_text(value: Any) -> str:
+    """A target, prediction or residual as a caption shows it: 6 significant digits."""
+    return _fmt(value, 6)
+
+
+def _members(cohort: dict[str, Any], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A cohort's members as recorded; for a cohort without ``members``, its ``sample_ids``
+    with the figure and prediction of the cohort's model and method from ``results``."""
+    members = cohort.get("members")
+    if isinstance(members, list):
+        return [m for m in members if isinstance(m, dict)]
+    ids = cohort.get("sample_ids")
+    found: list[dict[str, Any]] = []
+    for sid in ids if isinstance(ids, list) else []:
+        member: dict[str, Any] = {"id": sid}
+        for r in results:
+            if str(r.get("sample")) != str(sid) or r.get("model") != cohort.get("model"):
+                continue
+            prediction = r.get("prediction")
+            if isinstance(prediction, dict):
+                member["prediction"] = prediction.get("value", prediction.get("label"))
+            for a in r.get("attributions") or []:
+                if isinstance(a, dict) and a.get("method") == cohort.get("method"):
+                    member["figure"] = a.get("figure")
+        found.append(member)
+    return found
+
+
+def _regions(cohort: dict[str, Any], order: list[str]) -> Table | None:
+    """The region table of a cohort: per class its share of what raises, of what lowers, of the
+    pixels, and raises / area (above 1: the attribution gathers there); largest raises first."""
+    shares: dict[str, dict[str, Any]] = {}
+    for key in ("region_share", "region_share_lower", "region_area"):
+        value = cohort.get(key)
+        shares[key] = {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
+    if not any(shares.values()):
+        return None
+    names = list(dict.fromkeys([*order, *(k for v in shares.values() for k in v)]))
+    names = [n for n in names if any(n in v for v in shares.values())]
+    raises, lowers, area = (
+        shares[k] for k in ("region_share", "region_share_lower", "region_area")
+    )
+
+    def ratio(name: str) -> Any:
+        r, a = raises.get(name), area.get(name)
+        return float(r) / float(a) if _is_number(r) and _is_number(a) and a > 0 else "-"
+
+    names.sort(key=lambda n: -raises[n] if _is_number(raises.get(n)) else math.inf)
+    return _table(
+        ["class", "raises (share)", "lowers (share)", "area (share of pixels)", "raises ÷ area"],
+        [[n, raises.get(n, "-"), lowers.get(n, "-"), area.get(n, "-"), ratio(n)] for n in names],
+    )
+
+
+def _cohort_features(features: Any) -> Table | None:
+    """A fusion model's mean attribution per tabular feature over the cohort, largest |score|
+    first (coloured by sign), with the mean absolute attribution beside it."""
+    ranked = sorted(
+        _scored(features if isinstance(features, list) else []), key=lambda p: -abs(p[1])
+    )
+    if not ranked:
+        return None
+    table = _table(["feature", "mean score", "mean |score|"], [])
+    table["rows"] = [
+        [_cell(f.get("name")), _score_cell(score), _cell(f.get("abs_score", "-"))]
+        for f, score in ranked[:TOP_FEATURES]
+    ]
+    if len(ranked) > TOP_FEATURES:
+        table["rows"].append(
+            [_cell(f"... ({len(ranked) - TOP_FEATURES} more)"), _cell(""), _cell("")]
+        )
+    return table
+
+
+def _dataset_cohorts(
+    items: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    region_names: list[str],
+    figures: _Figures,
+) -> dict[str, Any]:
+    """The cohorts of a dataset run: an index table linking to one section per cohort, each
+    with its description, a gallery of its members (thumbnails linking to the full figures),
+    its mean map's figure, its region table and its features table."""
+    index = []
+    sections = []
+    for i, c in enumerate(items):
+        anchor = f"cohort-{i}"  # generated: names from the data never reach an attribute
+        name = str(c.get("name", "-"))
+        title = str(c.get("title") or name)
+        gallery = []
+        members = _members(c, results)
+        for m in members:
+            sid = str(m.get("id", "-"))
+            numbers = [
+                f"{label} {_number_text(m[key])}"
+                for key, label in (
+                    ("target", "target"),
+                    ("prediction", "prediction"),
+                    ("residual", "residual"),
+                    ("score", "score"),
+                )
+                if m.get(key) is not None
+            ]
+            ref = m.get("figure")
+            gallery.append(
+                {
+                    "id": sid,
+                    "numbers": " · ".join(numbers),
+                    # no figure recorded (--no-figures): nothing is missing, the card says so
+                    "thumb": figures.thumbnail(ref, f"{sid} · {title}") if ref else None,
+                    "href": figures.href(ref),
+                }
+            )
+        picture = None
+        note = None
+        ref = c.get("figure")
+        if isinstance(ref, str) and ref:
+            picture = figures.figure(ref, f"{title}: mean map of {len(members)} member(s)")
+        elif isinstance(c.get("mean_map"), str) and c.get("mean_map"):
+            note = str(c["mean_map"])
+        index.append(
+            [
+                _cell(title, href=f"#{anchor}"),
+                _cell(c.get("model")),
+                _cell(c.get("method")),
+                _cell(len(members)),
+                _cell(c.get("description") or "-"),
+            ]
+        )
+        sections.append(
+            {
+                "anchor": anchor,
+                "title": title,
+                "name": name,
+                "model": str(c.get("model", "-")),
+                "method": str(c.get("method", "-")),
+                "description": str(c["description"]) if c.get("description") else None,
+                "gallery": gallery,
+                "figure": picture,
+                "mean_map": note,
+                "regions": _regions(c, region_names),
+                "features": _cohort_features(c.get("features")),
+            }
+        )
+    table = _table(["cohort", "model", "method", "members", "description"], [])
+    table["rows"] = index
+    return {"table": table, "sections": sections}
+
+
+def _explained(
+    samples: list[dict[str, Any]], results: list[dict[str, Any]], figures: _Figures
+) -> dict[str, Any]:
+    """The explained rows of a dataset run as one table (id, model, method, truth, prediction,
+    residual, a link to the figure) instead of a card each: at most EXPLAINED_ROWS rows."""
+    truth = {str(s.get("id")): s.get("target") for s in samples}
+    rows = []
+    for r in results:
+        sid = str(r.get("sample"))
+        prediction = r.get("prediction")
+        value = prediction.get("value") if isinstance(prediction, dict) else None
+        target = truth.get(sid)
+        residual: Any = "-"
+        if _is_number(value) and _is_number(target):
+            residual = float(value) - float(target)
+        shown = value if _is_number(value) else prediction_text(prediction)
+        for a in r.get("attributions") or []:
+            if not isinstance(a, dict):
+                continue
+            href = figures.href(a.get("figure"))
+            rows.append(
+                [
+                    _cell(sid),
+                    _cell(r.get("model")),
+                    _cell(a.get("method")),
+                    _cell(target, 6),
+                    _cell(shown, 6),
+                    _cell(residual, 6),
+                    _cell("figure" if href else "-", href=href),
+                ]
+            )
+    table = _table(["id", "model", "method", "truth", "prediction", "residual", "figure"], [])
+    table["rows"] = rows[:EXPLAINED_ROWS]
+    return {"table": table, "total": len(rows), "more": max(0, len(rows) - EXPLAINED_ROWS)}
+
+
 # -- the page -------------------------------------------------------------------------------
 def _page(out: Path) -> dict[str, Any]:
     """Everything report.html.j2 shows, as plain data."""
@@ -559,7 +866,14 @@ def _page(out: Path) -> dict[str, Any]:
             listed.add(sid)
             samples.append({"id": sid})
 
+    dataset = summary.get("dataset")
+    dataset = dataset if isinstance(dataset, dict) else None
+    metrics = summary.get("metrics")
+    metrics = metrics if isinstance(metrics, dict) else {}
+
     sections = [("checks", "Can these maps be trusted?")] if checks else []
+    if dataset is not None:
+        sections.append(("overview", "Overview"))
     sections.append(("models", "Models"))
     if errors:
         sections.append(("errors", "Failed samples"))
@@ -567,20 +881,38 @@ def _page(out: Path) -> dict[str, Any]:
         sections.append(("agreement", "Agreement between models"))
     if cohorts:
         sections.append(("cohorts", "Cohorts"))
-    sections.append(("samples", "Samples"))
+    if dataset is not None:
+        # a dataset run may explain thousands of rows: a table links their figures, and the
+        # cohorts' galleries show them, instead of a card each
+        sections.append(("explained", "Explained rows"))
+    else:
+        sections.append(("samples", "Samples"))
+    region_names = dataset.get("region_names") if dataset is not None else None
+    region_names = [str(n) for n in region_names] if isinstance(region_names, list) else []
     page = {
         "header": _header(summary, errors),
         "sections": [{"anchor": a, "title": t} for a, t in sections],
+        "overview": _overview(dataset, metrics, figures) if dataset is not None else None,
         "models": _models(summary),
         "errors": _errors(errors) if errors else None,
         "error_count": len(errors),
         "agreement": _agreement(agreement) if agreement else None,
         "checks": _checks(checks, figures) if checks else None,
-        "cohorts": _cohorts(cohorts, figures) if cohorts else None,
-        "samples": [
-            _sample_card(f"sample-{i}", s, results, agreement, figures)
-            for i, s in enumerate(samples)
-        ],
+        "cohorts": _cohorts(cohorts, figures) if cohorts and dataset is None else None,
+        "dataset_cohorts": (
+            _dataset_cohorts(cohorts, results, region_names, figures)
+            if cohorts and dataset is not None
+            else None
+        ),
+        "explained": _explained(samples, results, figures) if dataset is not None else None,
+        "samples": (
+            [
+                _sample_card(f"sample-{i}", s, results, agreement, figures)
+                for i, s in enumerate(samples)
+            ]
+            if dataset is None
+            else []
+        ),
     }
     page["missing"] = figures.missing  # counted while the figures above were read
     return page
@@ -589,9 +921,11 @@ def _page(out: Path) -> dict[str, Any]:
 def render_report(out_dir: str | Path) -> Path:
     """Write ``out_dir/report.html`` (atomically) from ``summary.json`` and ``errors.jsonl``.
 
-    Sections: run information and the models; failed samples; agreement between models; trust
-    checks; cohorts; then a card per sample with each model's prediction and explained target,
-    the comparison figure and every explanation figure (inlined PNGs).
+    Sections: trust checks; a dataset run's overview; run information and the models; failed
+    samples; agreement between models; cohorts; then a card per sample with each model's
+    prediction and explained target, the comparison figure and every explanation figure
+    (inlined PNGs), or, in a dataset run, one table of the explained rows linking their
+    figures. Every table sorts by the header clicked.
 
     Args:
         out_dir: an output folder of ``seewhy explain``, ``dataset`` or ``check``.
@@ -637,6 +971,30 @@ def _environment() -> Any:
         lstrip_blocks=True,
         keep_trailing_newline=True,  # each section's template ends its last line
     )
+
+
+def _thumbnail_uri(png: bytes) -> str:
+    """A PNG shrunk to THUMB_WIDTH pixels wide (never enlarged) as a lossy data URI: WebP, or
+    JPEG where Pillow was built without WebP; transparency goes onto white."""
+    import io
+
+    from PIL import Image, features
+
+    with Image.open(io.BytesIO(png)) as img:
+        rgba = img.convert("RGBA")
+    if rgba.width > THUMB_WIDTH:
+        height = max(1, round(rgba.height * THUMB_WIDTH / rgba.width))
+        rgba = rgba.resize((THUMB_WIDTH, height), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    rgb = Image.new("RGB", rgba.size, (255, 255, 255))
+    rgb.paste(rgba, mask=rgba.getchannel("A"))
+    buf = io.BytesIO()
+    if features.check("webp"):
+        mime = "image/webp"
+        rgb.save(buf, format="WEBP", quality=THUMB_QUALITY, method=4)
+    else:
+        mime = "image/jpeg"
+        rgb.save(buf, format="JPEG", quality=THUMB_QUALITY, optimize=True)
+    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _data_uri(png: bytes) -> str:
