@@ -156,6 +156,14 @@ def test_unsigned_cohort_map_is_a_heat_panel_from_zero_to_its_max() -> None:
     assert np.unravel_index(shown.argmax(), shown.shape) == (11, 4)
     assert ax.get_title() == "mean map" and len(colorbars(fig)) == 1
     assert fig._suptitle.get_text() == "top $"
+    # a long title wraps to the one panel's width instead of running off the figure
+    long = "top decile of true price · tiles · gradcam · mean of 8 members"
+    fig = build_cohort_figure(mean_map=BLOB, title=long, signed=False)
+    lines = fig._suptitle.get_text().split("\n")
+    assert len(lines) == 2 and " ".join(line.strip() for line in lines) == long
+    fig.canvas.draw()
+    box = fig._suptitle.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width
 
 
 def test_signed_cohort_map_is_diverging_and_lowers_make_two_panels_on_one_scale() -> None:

@@ -1243,7 +1243,9 @@ def build_cohort_figure(
         )
         if base is not None:
             axes[1][-1].set_axis_off()
-    fig.suptitle(title, fontsize=TITLE_FONT, parse_math=False)
+    # a one-panel figure is narrow: the title wraps to its width (at most 8 pixels a character)
+    chars = max(20, int(COHORT_CELL * ncols * DPI / 8))
+    fig.suptitle("\n".join(_wrap([title], chars, 3)), fontsize=TITLE_FONT, parse_math=False)
     return fig
 
 
