@@ -448,7 +448,7 @@ class _Job:
         self.helper = _Run(
             models=self.models,
             layers=self.layers,
-            opts=dataclasses.replace(self.opts, figures=self.opts.figures),
+            opts=self.opts,
             out=self.out,
             summary={"results": [], "agreement": []},
             done=set(),
@@ -1015,6 +1015,7 @@ class _WriteBatch:
                 continue
             finally:
                 run.summary["results"].clear()  # the job compiles results from the records
+            entry.pop("request", None)  # the run's state.json says what rows were computed from
             for a in entry["attributions"]:
                 e = next(x for x in self.exps if x.method == a["method"])
                 a["signed"] = bool(e.signed)
