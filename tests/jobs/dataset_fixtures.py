@@ -19,8 +19,9 @@ CNN, global average pool, a linear head WITHOUT bias, plus the fixed price of ba
 A tile of bare soil costs BASE, so a trained model has c ~ 0 on soil, c > 0 on water and
 vegetation, c < 0 on roads: the split of the price between the pixels is pinned (with a bias
 in the head, any constant could move from the bias to every pixel and the signs of c would be
-arbitrary). Grad-CAM at ``features`` is exactly max(c, 0) (target ``value``) and max(-c, 0)
-(``-value``): what raises and what lowers the price, pixel by pixel.
+arbitrary). Grad-CAM at ``features`` (post-ReLU, 32x32) is max(c, 0) up to the constant
+1/(32*32) (target ``value``) and max(-c, 0) (``-value``, from the same pass): what raises and
+what lowers the price, position by position, upsampled to the tile.
 
 The card's mean is the colour of soil, so the zero baseline of integrated gradients is a field
 of bare soil too: IG's signed map is each pixel's contribution against soil, the same c.

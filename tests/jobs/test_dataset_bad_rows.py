@@ -150,15 +150,11 @@ def _check(out: Path) -> None:
         assert c["explained"] == len(c["sample_ids"]) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a Parquet manifest without pyarrow/fastparquet ends in pandas' ImportError "
-    "traceback (exit 1) instead of one line and exit 2 naming pip install 'seewhy[tabular]' "
-    "(data/samples.read_table catches only a missing pandas)",
-)
 def test_parquet_without_an_engine_is_one_line_and_exit_2(
     with_bad_rows: Path, tiles_model: TilesModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """pandas without pyarrow or fastparquet: one line naming the install, exit 2 (it was
+    pandas' ImportError with a traceback, exit 1)."""
     (with_bad_rows / "mixed.parquet").write_bytes(b"PAR1")
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
     monkeypatch.setitem(sys.modules, "fastparquet", None)

@@ -11,7 +11,6 @@ manifests and from a Parquet manifest.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -315,12 +314,6 @@ def test_two_joined_manifests_give_the_same_predictions(
     assert _cohort(joined, "lowest_error", "gradcam")["sample_ids"] == _extreme(errors, 32, False)
 
 
-@pytest.mark.xfail(
-    importlib.util.find_spec("pyarrow") is None,
-    strict=True,
-    reason="pyarrow is not installed: pyproject's dev extras lack it (only the tabular extra "
-    "has it), so `make test` cannot write or read a Parquet manifest",
-)
 def test_a_parquet_manifest_gives_the_same_predictions(
     tiles_run: tuple[Path, dict], tiles: Tiles, tiles_model: TilesModel, tmp_path: Path
 ) -> None:
@@ -411,12 +404,6 @@ def test_without_a_target_column_the_deciles_are_of_the_prediction(
     assert summary["metrics"]["tiles"] == {"rows": 0}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: without --target-col a regressor's cohort title reads 'top decile of "
-    "predicted the output' (jobs/dataset._Job.what gives 'the output', cohorts prefixes "
-    "'predicted'); the card's labels = ['price'] could name it",
-)
 def test_cohort_titles_without_a_target_column_read_as_words(
     tiles: Tiles, tiles_model: TilesModel, tmp_path: Path
 ) -> None:
@@ -441,15 +428,10 @@ def test_cohort_titles_without_a_target_column_read_as_words(
     assert code == 0, output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     titles = [c["title"] for c in summary["cohorts"]]
-    assert titles and not any("predicted the" in t for t in titles), titles
+    # the card's labels = ["price"] name the output (it read "predicted the output")
+    assert titles == ["top decile of predicted price", "bottom decile of predicted price"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: with --target=-value the cohort's words say 'road raises price' and 'water "
-    "lowers price' (region_share is of what raises the explained output, -price, but "
-    "cohorts.describe names the price with the verbs of +value)",
-)
 def test_the_words_stay_true_when_explaining_minus_value(
     tiles: Tiles, tiles_model: TilesModel, tmp_path: Path
 ) -> None:
