@@ -345,7 +345,15 @@ def read_table(path: Path) -> list[dict[str, Any]]:
             raise UsageError(
                 f"reading {path} needs pandas and pyarrow: pip install 'seewhy[tabular]'"
             ) from exc
-        return [dict(r) for r in pd.read_parquet(path).to_dict(orient="records")]
+        try:
+            table = pd.read_parquet(path)
+        except ImportError as exc:  # pandas without pyarrow or fastparquet
+            raise UsageError(
+                f"reading {path} needs a Parquet engine (pyarrow): pip install 'seewhy[tabular]'"
+            ) from exc
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"manifest {path} is not a readable Parquet file: {exc}") from exc
+        return [dict(r) for r in table.to_dict(orient="records")]
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             return [dict(r) for r in csv.DictReader(f)]

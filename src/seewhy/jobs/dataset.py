@@ -456,14 +456,45 @@ class _Job:
         )
         background = self.helper.background_ids() if self.helper.uses_background else []
         self.state = _State(self.out.root, _keys(self.models, self.opts, background))
+        self._stamps: dict[tuple[str, str], list[Any]] = {}
         for p in self.state.predictions.read():
-            self.predicted.setdefault(p["model"], {})[p["id"]] = p
+            if self.current(p, p.get("id")):
+                self.predicted.setdefault(p["model"], {})[p["id"]] = p
         files = self.out.root
         for r in self.state.records.read():
             paths = [a.get("map") for a in r.get("attributions", [])]
             paths += [a.get("figure") for a in r.get("attributions", []) if a.get("figure")]
+            if not self.current(r, r.get("sample")):
+                continue  # another row now (image, truth, text ...): done again
             if all(p and (files / p).is_file() for p in paths):  # else: done again
                 self.explained.setdefault(r["model"], {})[r["sample"]] = r
+
+    def stamp(self, sample: Sample, model: Model) -> list[Any]:
+        """What a row's records depend on besides the run's settings: its image file (path,
+        size, modification time), its true value as written, its region map file, its text
+        and tabular values. A rerun redoes a row whose stamp changed."""
+        key = (sample.id, model.name)
+        if key not in self._stamps:
+            from seewhy.jobs.multimodal import request_inputs
+            from seewhy.jobs.resume import stamp
+
+            col = self.opts.target_col
+            truth = None if col is None else sample.row.get(col, sample.truth)
+            self._stamps[key] = [
+                stamp(sample.image_path),
+                None if truth is None else str(truth),
+                stamp(sample.regions_path),
+                request_inputs(model, sample),
+            ]
+        return self._stamps[key]
+
+    def current(self, record: dict[str, Any], sid: Any) -> bool:
+        """Whether a streamed record is of a row of this run, unchanged since."""
+        sample = self.by_id.get(str(sid))
+        model = next((m for m in self.models if m.name == record.get("model")), None)
+        if sample is None or model is None:
+            return False
+        return bool(record.get("stamp") == json.loads(json.dumps(self.stamp(sample, model))))
 
     # -- the stages ----------------------------------------------------------------------------
     def run(self) -> DatasetOutcome:
@@ -595,6 +626,7 @@ class _Job:
                 "model": model.name,
                 "prediction": prediction(model, output[k])[0],
                 "truth": it.truth,
+                "stamp": self.stamp(s, model),
             }
             for k, (s, it) in enumerate(zip(samples, items, strict=True))
         ]
@@ -636,6 +668,7 @@ class _Job:
                     "model": model.name,
                     "prediction": prediction(model, output[k])[0],
                     "truth": it.truth,
+                    "stamp": self.stamp(s, model),
                 }
                 for k, (s, it) in enumerate(zip(samples, items, strict=True))
             ]
@@ -686,7 +719,13 @@ class _Job:
         return out
 
     def what(self, model: Model) -> str:
-        return self.opts.target_col or ("the output" if model.task == "regression" else "the class")
+        """The explained output in words: the --target-col, else a regressor's one label
+        (the card's ``labels = ["price"]``), else ``output`` (``class`` for classifiers)."""
+        if self.opts.target_col:
+            return self.opts.target_col
+        if model.task == "regression":
+            return model.labels[0] if model.labels and len(model.labels) == 1 else "output"
+        return "class"
 
     def cohorts(self, model: Model) -> list[Cohort]:
         return pick_cohorts(self.rows(model), model.task, self.opts.cohort_size, self.what(model))
@@ -816,6 +855,7 @@ class _Job:
         import numpy as np
 
         from seewhy.data.output import _file_part
+        from seewhy.jobs.regression import is_lowering
 
         by_id = {r.id: r for r in rows}
         done = self.explained.get(model.name, {})
@@ -901,7 +941,10 @@ class _Job:
                 entry["region_share"] = dict(zip(names, up, strict=True))
             if down is not None:
                 entry["region_share_lower"] = dict(zip(names, down, strict=True))
-            entry["description"] = describe(c.title, names, up, down, area, self.what(model))
+            # region_share is of what raises the explained output; the words speak of the
+            # output itself, so explaining -value (what lowers it) turns the verbs round
+            words = (down, up) if is_lowering(model, self.opts.target) else (up, down)
+            entry["description"] = describe(c.title, names, *words, area, self.what(model))
         if features:
             entry["features"] = sorted(
                 (
@@ -956,7 +999,7 @@ def _result(record: dict[str, Any], names: list[str]) -> dict[str, Any]:
 
     from seewhy.data.regions import RegionSums
 
-    entry = {k: v for k, v in record.items() if k != "truth"}
+    entry = {k: v for k, v in record.items() if k not in ("truth", "stamp")}
     attributions = []
     for a in record.get("attributions", []):
         a = dict(a)
@@ -1015,7 +1058,8 @@ class _WriteBatch:
                 continue
             finally:
                 run.summary["results"].clear()  # the job compiles results from the records
-            entry.pop("request", None)  # the run's state.json says what rows were computed from
+            entry.pop("request", None)  # state.json and the stamp say what it was computed from
+            entry["stamp"] = job.stamp(s, self.model)
             for a in entry["attributions"]:
                 e = next(x for x in self.exps if x.method == a["method"])
                 a["signed"] = bool(e.signed)
