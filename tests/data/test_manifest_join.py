@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from seewhy.core.errors import UsageError
-from seewhy.data.samples import from_manifests, join_manifests
+from seewhy.data.samples import MISSING_ROW, from_manifests, join_manifests
 
 
 def write(path: Path, text: str) -> Path:
@@ -15,7 +15,7 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_inner_join_keeps_the_first_manifests_order_and_paths(tmp_path: Path) -> None:
+def test_the_join_keeps_the_first_manifests_rows_order_and_paths(tmp_path: Path) -> None:
     (tmp_path / "imgs").mkdir()
     prices = write(tmp_path / "prices.csv", "id,price\nc,3\na,1\nb,2\nz,9\n")
     images = write(
@@ -28,11 +28,16 @@ def test_inner_join_keeps_the_first_manifests_order_and_paths(tmp_path: Path) ->
         ("c", "3", "c.png"),  # the first manifest's value of a shared column
         ("a", "1", "a.png"),
         ("b", "2", "b.png"),
+        ("z", "9", None),  # not in the image table: kept, with why (reported by the run)
     ]
+    assert [MISSING_ROW in r for r in rows] == [False, False, False, True]
+    assert rows[3][MISSING_ROW] == (
+        f"id 'z' has no row in manifest {images} (the manifests are joined on --id-col id)"
+    )
     samples = from_manifests([prices, images], target_col="price")
-    assert [s.id for s in samples] == ["c", "a", "b"]
+    assert [s.id for s in samples] == ["c", "a", "b", "z"]
     assert samples[1].image_path == str(tmp_path / "imgs" / "a.png")
-    assert [s.truth for s in samples] == ["3", "1", "2"]
+    assert [s.truth for s in samples] == ["3", "1", "2", "9"]
 
 
 def test_join_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:

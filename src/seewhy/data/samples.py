@@ -475,16 +475,20 @@ def _manifest_drafts(
     return drafts
 
 
+MISSING_ROW = "__seewhy_missing__"
+"""The key of a joined row that another manifest lacks: why (see :func:`join_manifests`)."""
+
+
 def join_manifests(
     paths: Sequence[str | Path], id_col: str, image_col: str = "image_path"
 ) -> tuple[Path, list[dict[str, Any]]]:
     """The rows of several manifests joined on ``id_col`` (SPEC section 8), and the manifest
     whose folder their relative paths are relative to (the first one with ``image_col``).
 
-    The join is inner: a row whose id is missing from another manifest is left out (a
-    dataset's price table and its image table need not list the same properties). Columns
-    keep the first manifest's value where two manifests share a column name; rows keep the
-    first manifest's order.
+    The join keeps every row of the first manifest, in its order: a row whose id another
+    manifest lacks carries why under :data:`MISSING_ROW` (the dataset run reports it in
+    errors.jsonl and goes on); ids only in the other manifests are not rows. Columns keep the
+    first manifest's value where two manifests share a column name.
 
     Raises:
         UsageError: a manifest without ``id_col``, a repeated id within one manifest, or no id
@@ -514,18 +518,26 @@ def join_manifests(
             by_id[key] = r
         keyed.append(by_id)
     first_rows = tables[0][1]
+    columns = list(dict.fromkeys(c for _, rows in tables for c in rows[0]))
     base = next((p for p, rows in tables if image_col in rows[0]), tables[0][0])
     joined = []
     for r in first_rows:
         if blank(r[id_col]):
             continue
         key = str(r[id_col]).strip()
-        if all(key in other for other in keyed[1:]):
-            row: dict[str, Any] = {}
-            for other in reversed(keyed):
-                row.update(other[key])
-            joined.append(row)
-    if not joined:
+        row: dict[str, Any] = dict.fromkeys(columns)  # a lacking manifest's cells: blank
+        lacking = [
+            p for (p, _), other in zip(tables[1:], keyed[1:], strict=True) if key not in other
+        ]
+        for other in reversed(keyed):
+            row.update(other.get(key, {}))
+        if lacking:
+            row[MISSING_ROW] = (
+                f"id '{key}' has no row in manifest {', '.join(str(p) for p in lacking)} (the "
+                f"manifests are joined on --id-col {id_col})"
+            )
+        joined.append(row)
+    if all(MISSING_ROW in r for r in joined):
         names = ", ".join(str(p) for p, _ in tables)
         raise UsageError(
             f"manifests {names} share no value of --id-col {id_col}; check that the id column "

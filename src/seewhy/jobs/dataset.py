@@ -249,9 +249,12 @@ class _Rows:
 
         from seewhy.data.images import decode_image
         from seewhy.data.regions import load_regions
+        from seewhy.data.samples import MISSING_ROW
 
         s = self.samples[i]
         try:
+            if s.row.get(MISSING_ROW):  # a row another manifest lacks (joined on the id)
+                raise UsageError(str(s.row[MISSING_ROW]))
             truth = self.truth(s)
             if not s.image_path:
                 raise UsageError("the image cell is blank")
@@ -504,8 +507,8 @@ class _Job:
         with Progress(
             *_columns(), console=self.console, transient=True, disable=not self.opts.progress
         ) as bar:
+            every = self.opts.explain == "all"
             for model in self.models:
-                every = self.opts.explain == "all"
                 todo = [s for s in self.samples if s.id not in self.predicted.get(model.name, {})]
                 if every:  # one pass: predictions come with the explanations
                     todo = [
@@ -519,13 +522,19 @@ class _Job:
                     what=("explaining" if every else "predicting"),
                 )
                 cohorts[model.name] = self.cohorts(model)
-                if not every:
-                    members = dict.fromkeys(i for c in cohorts[model.name] for i in c.ids)
+            if not every:
+                # every model explains the members of every model's cohorts, so the models
+                # can be compared on the same rows
+                members = dict.fromkeys(
+                    i for model_cohorts in cohorts.values() for c in model_cohorts for i in c.ids
+                )
+                for model in self.models:
                     done = self.explained.get(model.name, {})
+                    predicted = self.predicted.get(model.name, {})
                     todo = [
                         self.by_id[i]
                         for i in sorted(members, key=self.order.__getitem__)
-                        if i not in done
+                        if i not in done and i in predicted
                     ]
                     self.stream(model, todo, explain=True, bar=bar, what="explaining cohorts")
         checks = self.checks()
@@ -792,6 +801,8 @@ class _Job:
                 for method in self.opts.methods:
                     summary["cohorts"].append(self.cohort(m, method, c, rows))
         summary["checks"] = checks
+        if len(self.models) > 1:
+            summary["agreement"] = self.agreement()
         self.write_predictions(cohorts)
         total = len(self.samples)
         summary["dataset"] = {
@@ -811,6 +822,49 @@ class _Job:
         if names:
             summary["dataset"]["region_names"] = names
         return summary
+
+    def agreement(self) -> list[dict[str, Any]]:
+        """``agreement[]`` for every row two models explained: per method, Spearman's rho of
+        their maps and the IoU of their top 10% (compared where both frames cover the image,
+        as ``seewhy explain`` compares them), and whether they predict the same class."""
+        import itertools
+
+        import numpy as np
+
+        from seewhy.checks.agreement import COMPARE_SIDE, place
+        from seewhy.jobs.compare import _agreement
+
+        out = []
+        for s in self.samples:
+            have = [m for m in self.models if s.id in self.explained.get(m.name, {})]
+            if len(have) < 2:
+                continue
+            size: tuple[int, int] | None = None
+            for a, b in itertools.combinations(have, 2):
+                ea, eb = self.explained[a.name][s.id], self.explained[b.name][s.id]
+                for method in self.opts.methods:
+                    fa = next((x for x in ea["attributions"] if x["method"] == method), None)
+                    fb = next((x for x in eb["attributions"] if x["method"] == method), None)
+                    if fa is None or fb is None:
+                        continue
+                    ma = np.load(self.out.root / fa["map"])
+                    mb = np.load(self.out.root / fb["map"])
+                    if size is None:
+                        from PIL import Image
+
+                        with Image.open(s.image_path) as img:  # the header: its size
+                            size = img.size
+                    box_a = a.preprocess.box(*size)
+                    box_b = b.preprocess.box(*size)
+                    if ma.shape != mb.shape or not np.allclose(box_a, box_b, atol=1e-6):
+                        scale = min(1.0, COMPARE_SIDE / max(size))
+                        grid = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+                        ma, ca = place(ma, box_a, size, grid)
+                        mb, cb = place(mb, box_b, size, grid)
+                        both = ca & cb
+                        ma, mb = ma[both], mb[both]
+                    out.append(_agreement(s.id, a.name, b.name, method, ea, eb, ma, mb))
+        return out
 
     def overview(self, model: Model, rows: list[Row], figures: dict[str, Any]) -> str | None:
         """The model's overview figure: predicted vs true and the residuals (regression), the
