@@ -42,6 +42,7 @@ from seewhy.jobs.explain import (
     _reason,
     _Run,
     _Shown,
+    _Todo,
     _validate,
     describe_model,
     load_models,
@@ -1093,7 +1094,7 @@ class _WriteBatch:
         records = []
         failed = set()
         for k, (s, it) in enumerate(zip(self.samples, self.items, strict=True)):
-            todo = run.todo(s, self.model)
+            todo = _Todo(s, {}, None, tuple(job.opts.methods))  # a fresh result, every method
             shown = _Shown(it.shown, it.grayscale)
             try:
                 entry, _ = run.write(
@@ -1112,7 +1113,7 @@ class _WriteBatch:
                 continue
             finally:
                 run.summary["results"].clear()  # the job compiles results from the records
-            entry.pop("request", None)  # state.json and the stamp say what it was computed from
+            entry.pop("request", None)  # state.json and the stamp say what it came from
             entry["stamp"] = job.stamp(s, self.model)
             for a in entry["attributions"]:
                 e = next(x for x in self.exps if x.method == a["method"])
