@@ -143,9 +143,11 @@ def open_image(
         raise ImageError(
             f"{what} {name} is corrupt or truncated ({reason}); re-export the file"
         ) from None
+    stored = img.format
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError, SyntaxError):
         # A broken EXIF block only loses the orientation: the pixels are kept as stored.
         img = ImageOps.exif_transpose(img) or img
+    img.format = stored  # the file's format (PNG, JPEG ...), which a transposed copy loses
     return img, name, path
 
 

@@ -40,6 +40,11 @@ def load_regions(
     from seewhy.data.images import open_image
 
     img, _, _ = open_image(path, what="region map")
+    if img.format in ("JPEG", "MPO"):
+        raise UsageError(
+            f"region map {path} is a {img.format} file: lossy compression changes class ids at "
+            "the edges of regions; save label maps as PNG (or another lossless format)"
+        )
     if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
         raise UsageError(
             f"region map {path} is a {img.mode} image; give one class id per pixel as a "

@@ -15,7 +15,9 @@ from typing import Any
 from seewhy.core.errors import UsageError, did_you_mean
 from seewhy.data.summary import SCHEMA
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_UNSAFE = re.compile(r"[^\w.+-]+")  # \w: letters and digits of any script, and _
+_MAX_ID_BYTES = 200
+"""A file name holds at most 255 bytes; ids of non-Latin scripts take 2-4 bytes a letter."""
 _MAX_ID = 120
 _IMAGE_ORDER = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 IMAGE_SUFFIXES = frozenset(_IMAGE_ORDER)
@@ -55,9 +57,16 @@ class Sample:
 
 
 def safe_id(raw: str) -> str:
-    """A file-name-safe id: letters, digits, ``.``, ``_``, ``+``, ``-``; never empty or hidden."""
-    cleaned = _UNSAFE.sub("_", raw).strip("._") or "sample"
-    return cleaned[:120]
+    """A file-name-safe id: letters and digits (of any script: ``東京-1`` stays as it is),
+    ``.``, ``_``, ``+``, ``-``; never empty or hidden. Unicode is normalised (NFC), so the
+    same name typed on macOS and Linux is one id; at most 120 letters and 200 bytes."""
+    import unicodedata
+
+    cleaned = _UNSAFE.sub("_", unicodedata.normalize("NFC", raw)).strip("._") or "sample"
+    cleaned = cleaned[:120]
+    while len(cleaned.encode("utf-8")) > _MAX_ID_BYTES:
+        cleaned = cleaned[:-1]
+    return cleaned
 
 
 def unique_ids(raw: Sequence[str]) -> list[str]:
@@ -521,8 +530,16 @@ def join_manifests(
     columns = list(dict.fromkeys(c for _, rows in tables for c in rows[0]))
     base = next((p for p, rows in tables if image_col in rows[0]), tables[0][0])
     joined = []
-    for r in first_rows:
-        if blank(r[id_col]):
+    for n, r in enumerate(first_rows, start=1):
+        if blank(r[id_col]):  # cannot be joined: kept, to be reported
+            joined.append(
+                {
+                    **dict.fromkeys(columns),
+                    **r,
+                    MISSING_ROW: f"the id cell (--id-col {id_col}) is blank in row {n} of "
+                    f"manifest {tables[0][0]}; the manifests are joined on it",
+                }
+            )
             continue
         key = str(r[id_col]).strip()
         row: dict[str, Any] = dict.fromkeys(columns)  # a lacking manifest's cells: blank

@@ -172,11 +172,22 @@ def describe(
     lowers: Sequence[float] | None,
     area: Sequence[float],
     what: str,
+    *,
+    neutral: bool = False,
 ) -> str:
     """A cohort's regions in words: the class most over-represented in what raises ``what``
     (its share of the raising attribution against its share of the area), and in what lowers
     it; e.g. ``top decile of true price: water raises price (0.60 of the raising attribution
-    on 0.23 of the area)``."""
+    on 0.23 of the area)``. ``neutral``: a map without a direction (a gradient's magnitude,
+    EigenCAM) says where the attribution lies, not what it does (``attention on water``)."""
+    if neutral:
+        best = None if raises is None else _most_enriched(raises, area)
+        if raises is None or best is None:
+            return f"{title}: no region takes more of the attribution than of the area"
+        return (
+            f"{title}: attention on {names[best]} ({raises[best]:.2f} of the attribution on "
+            f"{area[best]:.2f} of the area)"
+        )
     parts = []
     for verb, shares, kind in (("raises", raises, "raising"), ("lowers", lowers, "lowering")):
         if shares is None:

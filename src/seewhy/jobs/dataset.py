@@ -39,6 +39,7 @@ from seewhy.jobs.explain import (
     _batch_target,
     _error,
     _methods,
+    _reads_a_layer,
     _reason,
     _Run,
     _Shown,
@@ -172,7 +173,31 @@ class _State:
         atomic_write(state_path, json.dumps(keys, indent=1, default=_jsonable))
 
 
-def _keys(models: Sequence[Model], opts: DatasetOptions, background: list[str]) -> dict[str, Any]:
+def _weights(model: Model) -> list[Any]:
+    """A fingerprint of a model's weights (each tensor's shape, sum and sum of squares in float64):
+    a model changed in memory (a notebook's retrain) or a factory file edited without a
+    checkpoint redoes the rows; about one pass over the weights, no copy."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, t in [*model.module.state_dict().items()]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            x = t.detach().to(torch.float64) if t.is_floating_point() else t.detach().double()
+            digest.update(f"{name}:{tuple(t.shape)}:{float(x.sum()):.17g}".encode())
+            digest.update(f":{float((x * x).sum()):.17g}".encode())
+    return [digest.hexdigest()]
+
+
+def _keys(
+    models: Sequence[Model],
+    opts: DatasetOptions,
+    background: list[str],
+    layers: dict[str, str | None],
+) -> dict[str, Any]:
     """What the streamed predictions and records depend on (another model, target, method,
     setting, seed or region set starts them afresh)."""
     from seewhy.jobs.resume import stamp
@@ -190,6 +215,7 @@ def _keys(models: Sequence[Model], opts: DatasetOptions, background: list[str]) 
                 stamp(d.get("checkpoint")),
                 m.inputs or None,
                 m.output,
+                _weights(m),
             ]
         )
     predictions = {"models": described, "target_col": opts.target_col}
@@ -197,7 +223,7 @@ def _keys(models: Sequence[Model], opts: DatasetOptions, background: list[str]) 
         "target": opts.target,
         "methods": opts.methods,
         "settings": opts.settings,
-        "layer": opts.layer,
+        "layer": [opts.layer, layers],  # a card's layer, resolved
         "seed": opts.seed,
         "regions": [opts.regions_col, opts.region_names],
         "figures": opts.figures,
@@ -237,6 +263,8 @@ class _Rows:
         self.preprocess = model.preprocess
         self.task = model.task
         self.labels = list(model.labels or [])
+        n = model.num_outputs or len(self.labels)
+        self.classes = 2 if (model.task == "classification" and n == 1) else int(n or 0)
         self.target_col = opts.target_col
         self.region_names = list(opts.region_names or [])
         self.frames = frames
@@ -298,9 +326,13 @@ class _Rows:
         text = str(value).strip()
         if text in self.labels:
             return text
-        if text.lstrip("-").isdigit() and self.labels and 0 <= int(text) < len(self.labels):
-            return self.labels[int(text)]
-        return text
+        if text.lstrip("-").isdigit() and 0 <= int(text) < self.classes:
+            return self.labels[int(text)] if self.labels else text
+        known = ", ".join(self.labels) if self.labels else f"0..{self.classes - 1}"
+        raise UsageError(
+            f"the target column '{self.target_col}' holds {text!r}, which is not one of the "
+            f"model's classes ({known}); fix the card's labels or the column"
+        )
 
 
 def _batches(rows: _Rows, batch_size: int, workers: int) -> Iterator[list[_Item]]:
@@ -388,6 +420,13 @@ def run_dataset(
     if any(head is not m for (head, _), m in zip(picked, models, strict=True)):
         models = [head for head, _ in picked]
         opts = dataclasses.replace(opts, target=str(picked[0][1]))
+    for m in models:
+        if m.task == "multilabel" and opts.target_col:
+            raise UsageError(
+                f"model {m.name} is multilabel: seewhy dataset does not read several true "
+                "labels per row yet; leave out --target-col (cohorts then follow each row's "
+                "top label), or explain the rows with seewhy explain --data"
+            )
     layers = _validate(models, opts, samples)
     out = OutputFolder(opts.out)
     out.root.mkdir(parents=True, exist_ok=True)
@@ -445,6 +484,8 @@ class _Job:
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     predicted: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     explained: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    checked: int = 0
+    """How many rows the checks ran on (``--check-sample``, at most the rows predicted)."""
 
     def __post_init__(self) -> None:
         self.by_id = {s.id: s for s in self.samples}
@@ -459,7 +500,7 @@ class _Job:
             samples=self.samples,
         )
         background = self.helper.background_ids() if self.helper.uses_background else []
-        self.state = _State(self.out.root, _keys(self.models, self.opts, background))
+        self.state = _State(self.out.root, _keys(self.models, self.opts, background, self.layers))
         self._stamps: dict[tuple[str, str], list[Any]] = {}
         for p in self.state.predictions.read():
             if self.current(p, p.get("id")):
@@ -756,6 +797,7 @@ class _Job:
             ok = [s for s in self.samples if s.id in self.predicted.get(model.name, {})]
             if not ok:
                 continue
+            self.checked = max(self.checked, min(self.opts.check_sample, len(ok)))
             pick = random.Random(self.opts.seed).sample(
                 range(len(ok)), min(self.opts.check_sample, len(ok))
             )
@@ -778,10 +820,17 @@ class _Job:
     def compile(
         self, cohorts: dict[str, list[Cohort]], checks: list[dict[str, Any]]
     ) -> dict[str, Any]:
+        from seewhy.data.samples import unique_ids
         from seewhy.data.summary import new_summary
 
         summary = new_summary()
         summary["models"] = [describe_model(m) for m in self.models]
+        if self.opts.explain != "all":  # rows an earlier run explained and this one does not
+            wanted = {i for model_cohorts in cohorts.values() for c in model_cohorts for i in c.ids}
+            self.explained = {
+                m: {i: r for i, r in recs.items() if i in wanted}
+                for m, recs in self.explained.items()
+            }
         explained_ids = {i for recs in self.explained.values() for i in recs}
         summary["samples"] = [s.describe() for s in self.samples if s.id in explained_ids]
         names = list(self.opts.region_names or [])
@@ -798,9 +847,12 @@ class _Job:
             fig = self.overview(m, rows, summary["metrics"][m.name])
             if fig:
                 overview[m.name] = fig
-            for c in cohorts.get(m.name, []):
+            mine = cohorts.get(m.name, [])
+            # file names: cohorts whose names clean alike (class:a b, class:a/b) get -2, -3
+            stems = unique_ids([c.name for c in mine])
+            for c, stem in zip(mine, stems, strict=True):
                 for method in self.opts.methods:
-                    summary["cohorts"].append(self.cohort(m, method, c, rows))
+                    summary["cohorts"].append(self.cohort(m, method, c, rows, stem))
         summary["checks"] = checks
         if len(self.models) > 1:
             summary["agreement"] = self.agreement()
@@ -816,7 +868,7 @@ class _Job:
             "failed": len(self.errors),
             "explain": self.opts.explain,
             "cohort_size": self.opts.cohort_size,
-            "check_sample": self.opts.check_sample,
+            "check_sample": self.checked,
             "predictions": "predictions.csv",
             "overview": overview,
         }
@@ -905,12 +957,14 @@ class _Job:
             return None
         return self.out.rel(path)
 
-    def cohort(self, model: Model, method: str, c: Cohort, rows: list[Row]) -> dict[str, Any]:
+    def cohort(
+        self, model: Model, method: str, c: Cohort, rows: list[Row], file_stem: str
+    ) -> dict[str, Any]:
         """A ``cohorts[]`` entry: members, mean map and its figure, region shares, features."""
         import numpy as np
 
         from seewhy.data.output import _file_part
-        from seewhy.jobs.regression import is_lowering
+        from seewhy.jobs.regression import depends_on_target, is_lowering
 
         by_id = {r.id: r for r in rows}
         done = self.explained.get(model.name, {})
@@ -968,7 +1022,7 @@ class _Job:
         }
         if total is not None and count:
             mean = (total / count).astype(np.float32)
-            stem = f"{_file_part(model.name)}__{_file_part(method)}__{_file_part(c.name)}"
+            stem = f"{_file_part(model.name)}__{_file_part(method)}__{file_stem}"
             npy = self.out.root / "cohorts" / f"{stem}.npy"
             self.out.save_map(npy, mean)
             entry["mean_map"] = self.out.rel(npy)
@@ -997,9 +1051,16 @@ class _Job:
             if down is not None:
                 entry["region_share_lower"] = dict(zip(names, down, strict=True))
             # region_share is of what raises the explained output; the words speak of the
-            # output itself, so explaining -value (what lowers it) turns the verbs round
-            words = (down, up) if is_lowering(model, self.opts.target) else (up, down)
-            entry["description"] = describe(c.title, names, *words, area, self.what(model))
+            # output itself, so explaining -value (what lowers it) turns the verbs round.
+            # A map without a direction (|gradient| maps, EigenCAM) gets neutral words.
+            directional = signed or (_reads_a_layer(method) and depends_on_target(method))
+            if not directional:
+                entry["description"] = describe(
+                    c.title, names, up, None, area, self.what(model), neutral=True
+                )
+            else:
+                words = (down, up) if is_lowering(model, self.opts.target) else (up, down)
+                entry["description"] = describe(c.title, names, *words, area, self.what(model))
         if features:
             entry["features"] = sorted(
                 (
