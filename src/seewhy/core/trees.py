@@ -1,0 +1,94 @@
+"""A tabular tree model (LightGBM, XGBoost, scikit-learn): a model that is not an
+``nn.Module``. Built from a card by :mod:`seewhy.models.tabular`; explained by
+:mod:`seewhy.methods.tabular` (shap's TreeExplainer)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seewhy.core.errors import UsageError
+
+
+@dataclass
+class TabularModel:
+    """A tree model over named columns: what it predicts, and the estimator as loaded.
+
+    Attributes:
+        name: the card's name.
+        kind: ``lightgbm``, ``xgboost`` or ``sklearn``.
+        path: the model file.
+        task: ``regression`` or ``classification``.
+        columns: the features, in the order the model takes them.
+        labels: class names (classifiers) or the output's name (regressors).
+        estimator: the loaded booster or estimator.
+    """
+
+    name: str
+    kind: str
+    path: Path
+    task: str
+    columns: list[str]
+    labels: list[str] | None = None
+    estimator: Any = field(default=None, repr=False)
+
+    def matrix(self, rows: Sequence[Mapping[str, Any]]) -> Any:
+        """The float64 feature matrix ``[N, F]`` of ``rows`` in :attr:`columns` order.
+
+        Raises:
+            UsageError: a row without one of the columns, or a value that is not a number
+                (blank cells are NaN: tree models route missing values).
+        """
+        import numpy as np
+
+        out = np.empty((len(rows), len(self.columns)), dtype=np.float64)
+        for i, row in enumerate(rows):
+            for j, c in enumerate(self.columns):
+                if c not in row:
+                    raise UsageError(
+                        f"row {i + 1} has no column '{c}' that model {self.name} takes; its "
+                        f"columns are {', '.join(self.columns)}"
+                    )
+                v = row[c]
+                if v is None or (isinstance(v, str) and not v.strip()):
+                    out[i, j] = np.nan
+                    continue
+                try:
+                    out[i, j] = float(v)
+                except (TypeError, ValueError):
+                    raise UsageError(
+                        f"row {i + 1}: column '{c}' holds {v!r}, not a number (model {self.name})"
+                    ) from None
+        return out
+
+    def predict(self, x: Any) -> Any:
+        """The model's output ``[N]`` (regression) or ``[N, C]`` class probabilities."""
+        import numpy as np
+
+        est = self.estimator
+        if self.kind == "xgboost":
+            import xgboost as xgb
+
+            out = est.predict(xgb.DMatrix(x, feature_names=self.columns))
+        elif self.kind == "lightgbm":
+            out = est.predict(x)
+        elif self.task == "classification":
+            out = est.predict_proba(_frame(x, self.columns, est))
+        else:
+            out = est.predict(_frame(x, self.columns, est))
+        out = np.asarray(out, dtype=np.float64)
+        if self.task == "classification" and out.ndim == 1:  # binary: P(positive)
+            out = np.stack([1.0 - out, out], axis=1)
+        return out
+
+
+def _frame(x: Any, columns: list[str], est: Any) -> Any:
+    """What a scikit-learn estimator takes: a DataFrame when it was fitted on one (it checks
+    the names), else the array."""
+    if getattr(est, "feature_names_in_", None) is None:
+        return x
+    import pandas as pd
+
+    return pd.DataFrame(x, columns=columns)

@@ -1,0 +1,143 @@
+"""SHAP for tree models (issue 13): shap's TreeExplainer, the library made for it.
+
+Lundberg et al. 2020, "From local explanations to global understanding with explainable AI for
+trees". Two ways of removing a feature:
+
+- ``interventional`` (with a background of rows): a feature absent takes the background's
+  values, so the values explain the model's function (the causal reading); its cost grows with
+  the background size.
+- ``tree_path_dependent`` (no background): the trees' own training counts stand for the
+  background; fast, exact for the trees, and what shap uses when it is given no data.
+
+Values are in the model's raw output space: the prediction for regressors, the margin
+(log-odds) for classifiers, where SHAP values add up exactly (``expected_value + sum(values) =
+raw output``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from seewhy.core.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from seewhy.core.trees import TabularModel
+
+
+@dataclass(frozen=True)
+class TreeShapResult:
+    """SHAP values of one output for ``N`` rows.
+
+    Attributes:
+        values: ``[N, F]`` per feature, in the model's columns order.
+        expected_value: ``[N]`` the base value (the same for every row of one output).
+        output: ``[N]`` the explained raw output (``expected_value + values.sum(1)``).
+        class_index: ``[N]`` the class explained per row (classifiers), else ``None``.
+        algorithm: ``interventional`` or ``tree_path_dependent``.
+        background: how many background rows an interventional explainer used.
+    """
+
+    values: np.ndarray
+    expected_value: np.ndarray
+    output: np.ndarray
+    class_index: np.ndarray | None
+    algorithm: str
+    background: int
+
+
+@dataclass(frozen=True)
+class TreeShap:
+    """``tree-shap`` (and ``shap`` on a tree model): shap's TreeExplainer.
+
+    Args:
+        check_additivity: have shap check that the values add up to the output.
+    """
+
+    check_additivity: bool = True
+
+    def __call__(
+        self,
+        model: TabularModel,
+        x: np.ndarray,
+        background: np.ndarray | None = None,
+        target: str | int = "pred",
+    ) -> TreeShapResult:
+        """SHAP values of ``x`` (``[N, F]``) for the target: regressors their output;
+        classifiers the predicted class per row (``pred``) or a class index or label; a
+        binary model with one margin explains the positive class, whose margin it is."""
+        import numpy as np
+
+        shap = _shap()
+        if background is not None and len(background) >= 1:
+            explainer = shap.TreeExplainer(
+                model.estimator, data=background, feature_perturbation="interventional"
+            )
+            algorithm, n_background = "interventional", len(background)
+        else:
+            explainer = shap.TreeExplainer(
+                model.estimator, feature_perturbation="tree_path_dependent"
+            )
+            algorithm, n_background = "tree_path_dependent", 0
+        data = _data(model, x)
+        raw = explainer.shap_values(data, check_additivity=self.check_additivity)
+        values = np.asarray(raw, dtype=np.float64)
+        base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))
+        n = len(x)
+        if values.ndim == 2:  # one output: a regressor, or a binary model's margin
+            classes = None
+            if model.task == "classification":
+                classes = np.ones(n, dtype=np.int64)  # the margin is the positive class's
+            out_values, out_base = values, np.full(n, base[0])
+        else:
+            if values.shape[0] != n:  # shap < 0.45: a list of [N, F] per class
+                values = np.moveaxis(values, 0, -1)
+            classes = self._classes(model, x, values.shape[-1], target)
+            out_values = values[np.arange(n), :, classes]
+            out_base = base[classes]
+        return TreeShapResult(
+            values=out_values,
+            expected_value=out_base,
+            output=out_base + out_values.sum(axis=1),
+            class_index=classes,
+            algorithm=algorithm,
+            background=n_background,
+        )
+
+    def _classes(self, model: TabularModel, x: Any, n_classes: int, target: str | int) -> Any:
+        import numpy as np
+
+        n = len(x)
+        if isinstance(target, int) or str(target).lstrip("-").isdigit():
+            index = int(target)
+        elif str(target) == "pred":
+            return np.asarray(model.predict(x)).argmax(axis=1)
+        elif model.labels and str(target) in model.labels:
+            index = model.labels.index(str(target))
+        else:
+            raise UsageError(
+                f"target {target!r}: use pred, a class index or one of {model.labels or []}"
+            )
+        if not 0 <= index < n_classes:
+            raise UsageError(f"target {target}: the model has classes 0..{n_classes - 1}")
+        return np.full(n, index)
+
+
+def _data(model: TabularModel, x: Any) -> Any:
+    """What the explainer takes: a DataFrame with the columns' names (the feature names
+    XGBoost and scikit-learn models check), else the array."""
+    if model.kind == "lightgbm":
+        return x
+    import pandas as pd
+
+    return pd.DataFrame(x, columns=model.columns)
+
+
+def _shap() -> Any:
+    try:
+        import shap
+    except ImportError as exc:
+        raise UsageError("tree-shap needs shap: pip install 'seewhy[tabular]'") from exc
+    return shap
