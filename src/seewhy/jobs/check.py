@@ -25,6 +25,7 @@ from seewhy.jobs.explain import (
     _methods,
     _reason,
     load_models,
+    one_name_per_method,
     run_explain,
 )
 
@@ -72,17 +73,9 @@ def run_check(
     from seewhy.checks.suite import RANDOMIZATIONS
     from seewhy.checks.verdict import Thresholds
     from seewhy.data.output import OutputFolder
-    from seewhy.methods.registry import parse_method_specs
 
     console = console or Console(stderr=True)
-    # One name per method (GradCAM, gradcampp -> gradcam, gradcam++; a method named twice is
-    # one), its bracket settings apart, as explain keys its results.
-    specs = parse_method_specs(opts.methods)
-    opts = dataclasses.replace(
-        opts,
-        methods=list(dict.fromkeys(name for name, _ in specs)),
-        settings={**{name: own for name, own in specs if own}, **opts.settings},
-    )
+    opts = one_name_per_method(opts)
     thresholds = Thresholds.load(opts.thresholds)  # a bad file fails before any work
     if opts.steps < 2:
         raise UsageError(

@@ -47,6 +47,7 @@ from seewhy.jobs.explain import (
     _validate,
     describe_model,
     load_models,
+    one_name_per_method,
 )
 
 if TYPE_CHECKING:
@@ -400,15 +401,9 @@ def run_dataset(
     from rich.console import Console
 
     from seewhy.data.output import OutputFolder
-    from seewhy.methods.registry import parse_method_specs
 
     console = console or Console(stderr=True)
-    specs = parse_method_specs(opts.methods)
-    opts = dataclasses.replace(
-        opts,
-        methods=list(dict.fromkeys(name for name, _ in specs)),
-        settings={**{name: own for name, own in specs if own}, **opts.settings},
-    )
+    opts = one_name_per_method(opts)
     _check_options(opts)
     _methods(opts, opts.layer)
     if not samples:
@@ -665,13 +660,20 @@ class _Job:
 
         from seewhy.api import as_inputs
         from seewhy.core.state import explaining
-        from seewhy.data.summary import prediction
 
         samples = [todo[it.index] for it in items]
         batch, _ = self.inputs(model, samples, items)
         with explaining(model.module), torch.inference_mode():
             output = model.forward(model.to_input(as_inputs(model, batch)))
-        records: list[dict[str, Any]] = [
+        self.keep_predictions(model, self.prediction_records(model, samples, items, output))
+
+    def prediction_records(
+        self, model: Model, samples: Sequence[Sample], items: Sequence[_Item], output: Any
+    ) -> list[dict[str, Any]]:
+        """The streamed prediction record of each row of a batch, from the model's output."""
+        from seewhy.data.summary import prediction
+
+        return [
             {
                 "id": s.id,
                 "model": model.name,
@@ -681,6 +683,11 @@ class _Job:
             }
             for k, (s, it) in enumerate(zip(samples, items, strict=True))
         ]
+
+    def keep_predictions(self, model: Model, records: Sequence[dict[str, Any]]) -> None:
+        """Append prediction records to the stream, and keep them for the cohorts."""
+        if not records:
+            return
         self.state.predictions.append(records)
         for r in records:
             self.predicted.setdefault(model.name, {})[str(r["id"])] = r
@@ -690,7 +697,6 @@ class _Job:
     ) -> None:
         from seewhy.api import explain
         from seewhy.data.regions import region_sums
-        from seewhy.data.summary import prediction
         from seewhy.jobs.regression import is_lowering, opposites
 
         samples = [todo[it.index] for it in items]
@@ -712,19 +718,8 @@ class _Job:
         output = exps[0].output
         if output is None:  # pragma: no cover - every method reports the model output
             raise UsageError(f"method {exps[0].method} did not report the model's output")
-        if self.opts.explain == "all":
-            records = [
-                {
-                    "id": s.id,
-                    "model": model.name,
-                    "prediction": prediction(model, output[k])[0],
-                    "truth": it.truth,
-                    "stamp": self.stamp(s, model),
-                }
-                for k, (s, it) in enumerate(zip(samples, items, strict=True))
-            ]
-        else:
-            records = []
+        every = self.opts.explain == "all"  # the predictions come with this pass
+        records = self.prediction_records(model, samples, items, output) if every else []
         names = list(self.opts.region_names or [])
         sums: list[dict[str, dict[str, list[float]]]] = []
         for k, it in enumerate(items):
@@ -1182,11 +1177,8 @@ class _WriteBatch:
                 if a["method"] in self.sums[k]:
                     a["region_sums"] = self.sums[k][a["method"]]
             records.append(entry)
-        predictions = [p for p in self.predictions if p["id"] not in failed]
-        if predictions:  # --explain all: the predictions of the same pass
-            job.state.predictions.append(predictions)
-            for r in predictions:
-                job.predicted.setdefault(self.model.name, {})[r["id"]] = r
+        # --explain all: the predictions of the same pass
+        job.keep_predictions(self.model, [p for p in self.predictions if p["id"] not in failed])
         job.state.records.append(records)
         for r in records:
             job.explained.setdefault(self.model.name, {})[r["sample"]] = r

@@ -839,6 +839,20 @@ def _explained_name(model: Model, e: Explanation, i: int = 0) -> str:
     return label if e.target in ("pred", label) else f"{label} ({e.target})"
 
 
+def one_name_per_method(opts: Any) -> Any:
+    """``opts`` with one name per method (GradCAM, gradcampp -> gradcam, gradcam++; a method
+    named twice is one) and its bracket settings apart in ``settings``, as results are keyed.
+    Unknown methods and settings fail here, before any model loads."""
+    from seewhy.methods.registry import parse_method_specs
+
+    specs = parse_method_specs(opts.methods)
+    return dataclasses.replace(
+        opts,
+        methods=list(dict.fromkeys(name for name, _ in specs)),
+        settings={**{name: own for name, own in specs if own}, **opts.settings},
+    )
+
+
 def _methods(
     opts: ExplainOptions, layer: str | None, names: Sequence[str] | None = None
 ) -> list[Method]:
