@@ -1287,3 +1287,216 @@ def cohort_figure(
         mean_map=mean_map, title=title, signed=signed, lowers=lowers, image=image, details=details
     )
     return save_figure(fig, path)
+
+
+# -- tree models: the tree-SHAP summary (mean |SHAP| bars beside a beeswarm) -------------------
+TREE_TOP = 12
+"""Features the tree-SHAP figure shows by default; the rest share one last bar."""
+TREE_DOTS = 2000
+"""Dots the beeswarm draws per feature at most (a seeded subsample of the rows beyond)."""
+TREE_SEED = 0
+"""Seed of the beeswarm's subsample and vertical jitter: the same data draws the same PNG."""
+TREE_BINS = 50
+"""Bins along the SHAP axis that measure where a feature's dots crowd (wider spread there)."""
+TREE_SPREAD = 0.4
+"""Half the height, in rows, of the beeswarm's densest spot (rows are 1 apart)."""
+TREE_MISSING = "#a0a0a0"
+"""Colour of a dot whose feature value is missing (NaN or infinite)."""
+TREE_LOW, TREE_HIGH = "#2166ac", "#b2182b"
+"""The beeswarm's colours for a feature's lowest and highest value (blue to red, through
+purple: every shade stays visible on white)."""
+
+
+class TreeFigureError(UsageError, ValueError):
+    """Data the tree-SHAP figure cannot draw (no rows, mismatched shapes).
+
+    A :class:`UsageError` (the CLI's exit 2) and a :class:`ValueError` (what numpy-minded
+    callers catch)."""
+
+
+def _tree_arrays(
+    values: Any, data: Any, names: Sequence[str], top: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``values`` and ``data`` as float64 [N, F] arrays (NaN SHAP values as 0) and the names as
+    strings, or a :class:`TreeFigureError` that says what does not fit."""
+    import numpy as np
+
+    try:
+        shap = np.asarray(values, dtype=np.float64)
+        feats = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TreeFigureError(
+            f"tree-SHAP figure: values and data must be numbers (NaN for a missing one); {exc}"
+        ) from exc
+    if shap.ndim != 2:
+        raise TreeFigureError(
+            f"tree-SHAP figure: values has shape {shap.shape}; expected [rows, features]"
+        )
+    if shap.shape[0] == 0:
+        raise TreeFigureError(
+            "tree-SHAP figure: no rows to draw (values has 0 rows); explain at least one row"
+        )
+    if shap.shape[1] == 0:
+        raise TreeFigureError("tree-SHAP figure: values has no feature column; expected >= 1")
+    if feats.shape != shap.shape:
+        raise TreeFigureError(
+            f"tree-SHAP figure: data has shape {feats.shape} but values {shap.shape}; pass "
+            "the feature values of the explained rows, one per SHAP value"
+        )
+    if len(names) != shap.shape[1]:
+        raise TreeFigureError(
+            f"tree-SHAP figure got {len(names)} feature names for {shap.shape[1]} columns; "
+            "pass one name per column"
+        )
+    if top < 1:
+        raise TreeFigureError(f"tree-SHAP figure: top must be at least 1; got {top}")
+    shap = np.where(np.isfinite(shap), shap, 0.0)
+    return shap, feats, [str(n) for n in names]
+
+
+def _scaled(column: np.ndarray) -> np.ndarray:
+    """A feature's values scaled to [0, 1] by its finite minimum and maximum (a constant
+    feature at 0.5); missing (non-finite) values stay NaN."""
+    import numpy as np
+
+    out = np.full(column.shape, np.nan)
+    finite = np.isfinite(column)
+    if not finite.any():
+        return out
+    lo, hi = float(column[finite].min()), float(column[finite].max())
+    out[finite] = (column[finite] - lo) / (hi - lo) if hi > lo else 0.5
+    return out
+
+
+def _jitter(x: np.ndarray, lo: float, hi: float, rng: np.random.Generator) -> np.ndarray:
+    """Vertical offsets for one feature's dots: uniform noise whose spread follows how many
+    dots share the dot's stretch of the SHAP axis (TREE_BINS bins over ``lo..hi``), up to
+    ±TREE_SPREAD where they crowd most."""
+    import numpy as np
+
+    noise = rng.uniform(-1.0, 1.0, size=x.size)
+    if hi <= lo:
+        return TREE_SPREAD * noise
+    bins = np.clip(((x - lo) / (hi - lo) * TREE_BINS).astype(np.int64), 0, TREE_BINS - 1)
+    counts = np.bincount(bins, minlength=TREE_BINS)
+    return TREE_SPREAD * noise * counts[bins] / counts.max()
+
+
+def build_tree_shap_figure(
+    *,
+    values: Any,
+    data: Any,
+    names: Sequence[str],
+    title: str,
+    top: int = TREE_TOP,
+) -> tuple[Figure, dict[str, Any]]:
+    """The tree-SHAP figure, drawn but not saved, and what it drew (see
+    :func:`tree_shap_figure`). The beeswarm's dots are one scatter per feature, top-down, each
+    with the gid ``feature-K``."""
+    import numpy as np
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LinearSegmentedColormap, Normalize, to_rgba
+
+    shap, feats, labels = _tree_arrays(values, data, names, top)
+    n = shap.shape[0]
+    mean_abs = np.abs(shap).mean(axis=0)
+    ranked = np.argsort(-mean_abs, kind="stable")
+    shown, rest = ranked[:top], ranked[top:]
+    order = [labels[int(i)] for i in shown]
+    bars = [float(mean_abs[int(i)]) for i in shown]
+    if rest.size:
+        order.append(f"{rest.size} other features")
+        bars.append(float(mean_abs[rest].sum()))
+
+    rng = np.random.default_rng(TREE_SEED)
+    rows = np.arange(n)
+    if n > TREE_DOTS:  # one subsample for every feature: a row is a dot in each or in none
+        rows = np.sort(rng.choice(n, size=TREE_DOTS, replace=False))
+    drawn = shap[rows][:, shown]
+    lo, hi = float(drawn.min()), float(drawn.max())
+
+    height = round(max(2.6, 1.3 + 0.38 * len(order)), 2)
+    fig = _figure(12.0, height, constrained=True)
+    left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1.0, 1.7]})
+    ys = np.arange(len(order))
+    patches = left.barh(ys, bars, color="0.45", edgecolor="0.3", linewidth=0.4)
+    left.bar_label(patches, labels=[f"{b:.3g}" for b in bars], padding=2, fontsize=7)
+    left.set_yticks(ys, labels=[_short(o, 28) for o in order], fontsize=8, parse_math=False)
+    left.invert_yaxis()  # the largest on top (shared with the beeswarm)
+    widest = max(bars)
+    left.set_xlim(0.0, 1.2 * widest if widest > 0 else 1.0)
+    left.set_xlabel("mean |SHAP value|", fontsize=8)
+    left.tick_params(axis="x", labelsize=7)
+    left.set_title("mean |SHAP| per feature", fontsize=9)
+
+    cmap = LinearSegmentedColormap.from_list("seewhy_low_high", [TREE_LOW, TREE_HIGH])
+    grey = np.asarray(to_rgba(TREE_MISSING))
+    points = 0
+    for k, i in enumerate(shown):
+        x = drawn[:, k]
+        scale = _scaled(feats[rows, int(i)])
+        colors = cmap(np.nan_to_num(scale, nan=0.0))
+        colors[np.isnan(scale)] = grey
+        dots = right.scatter(
+            x, k + _jitter(x, lo, hi, rng), s=8, c=colors, linewidths=0, alpha=0.85, zorder=2
+        )
+        dots.set_gid(f"feature-{k}")
+        points += x.size
+    right.axvline(0.0, color="0.2", linewidth=0.8, zorder=1)
+    right.tick_params(axis="y", labelleft=False)
+    right.tick_params(axis="x", labelsize=7)
+    right.set_xlabel("SHAP value (impact on the model output)", fontsize=8)
+    shown_rows = f"{rows.size} of {n} rows" if rows.size < n else f"{n} row(s)"
+    right.set_title(f"one dot per row · {shown_rows} · grey: value missing", fontsize=9)
+    if rest.size:
+        right.text(0.0, len(order) - 1, "  (not drawn)", va="center", fontsize=7, color="0.4")
+    bar = fig.colorbar(
+        ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap), ax=right, fraction=0.04, pad=0.02
+    )
+    bar.set_ticks([0.0, 1.0], labels=["low", "high"])
+    bar.ax.tick_params(labelsize=7)
+    bar.set_label("feature value", fontsize=8)
+    fig.suptitle(title, fontsize=TITLE_FONT, parse_math=False)
+    return fig, {"order": order, "mean_abs": bars, "points": points}
+
+
+def tree_shap_figure(
+    path: str | Path,
+    values: Any,
+    data: Any,
+    names: Sequence[str],
+    title: str,
+    top: int = TREE_TOP,
+) -> dict[str, Any]:
+    """Write the tree-SHAP summary of many rows: what drives a tree model over them.
+
+    Left, a horizontal bar per feature of its mean |SHAP value| over the rows, the ``top``
+    largest from the top down; where there are more features, a last bar "N other features"
+    holds their summed mean |SHAP|. Right, on the same rows of the page, a beeswarm: per
+    feature one dot per row at its SHAP value, spread vertically where dots crowd (seeded
+    noise: the same data draws the same PNG), coloured by the row's value of that feature
+    scaled to [0, 1] within the feature (blue low, red high; a constant feature midway; a
+    missing value grey), a line at 0 and a colour bar. Beyond TREE_DOTS rows, a seeded
+    subsample of TREE_DOTS rows is drawn (the bars use every row). NaN SHAP values count as 0.
+
+    Args:
+        path: the PNG to write (atomically).
+        values: float [N, F], the SHAP values of N rows (rows x features).
+        data: float [N, F], the rows' feature values (NaN where missing).
+        names: the F features' names.
+        title: the figure's title.
+        top: how many features get a bar and a row of dots of their own.
+
+    Returns:
+        What was drawn: ``order`` (the bars' labels, top-down, the "N other features" bar
+        last where there is one), ``mean_abs`` (each bar's length, in that order) and
+        ``points`` (the dots drawn).
+
+    Raises:
+        TreeFigureError: (a ``ValueError`` and a ``UsageError``) no rows or no features,
+            ``data`` of another shape than ``values``, one name per column missing, or
+            ``top`` < 1.
+    """
+    fig, drawn = build_tree_shap_figure(values=values, data=data, names=names, title=title, top=top)
+    save_figure(fig, path)
+    return drawn
