@@ -3,10 +3,10 @@
 The page comes from the Jinja2 templates in ``render/templates/``: ``report.html.j2`` is the
 skeleton (head, style, contents) and includes one template per section (``header``,
 ``overview``, ``models``, ``errors``, ``agreement``, ``checks``, ``cohorts`` or
-``dataset_cohorts``, ``sample_card`` or ``explained``) and ``sort_script``; ``macros.html.j2``
-holds the table and figure markup they share. This module only prepares plain data for them
-(strings, numbers, lists and dicts): no HTML is written here. A new section is a new template
-and a new key in the data.
+``dataset_cohorts``, ``side_by_side``, ``sample_card`` or ``explained``) and
+``sort_script``; ``macros.html.j2`` holds the table and figure markup they share. This module
+only prepares plain data for them (strings, numbers, lists and dicts): no HTML is written here.
+A new section is a new template and a new key in the data.
 
 A dataset run (summary.json has ``dataset``) gets an overview (row counts, metrics, confusion
 matrices, the overview figures, a link to predictions.csv), a section per cohort (description,
@@ -14,6 +14,16 @@ mean map, region and features tables, a gallery of its members: thumbnails THUMB
 wide linking the full figures in ``figures/``) and, instead of a card per explained row (there
 may be thousands), one table that links each row's figure; explain and check reports are as
 before.
+
+Tree models (``kind: tree`` in ``models[]``, method ``tree-shap``) have no maps: their
+attributions are features with SHAP values, and no ``map`` or ``figure``. Their rows in the
+explained table list their three strongest features instead of a link, their cohorts show the
+SHAP figure (bars and beeswarm), a features table (mean SHAP, signed; mean |SHAP|) and a members
+table instead of a gallery, and the overview shows what drives each over the whole table
+(``dataset.importance``) beside its predictions, and whether the models' predictions agree
+(``prediction_agreement``). A run with an image model and a tree model gets a section that sets
+them side by side per cohort (``side_by_side``): the image model's regions beside the tree
+model's strongest features, and how far their predictions agree on the cohort's rows.
 
 Self-contained: every figure is inlined as a base64 data URI, the CSS is inline, the one script
 (sorting a table by the header clicked) is inline, and there is no external URL, so the file
@@ -257,9 +267,7 @@ def _models(summary: dict[str, Any]) -> Table:
     extra = any(k not in known for m in models for k in m)  # e.g. checkpoint metadata
     rows = []
     for m in models:
-        labels = m.get("labels")
-        if isinstance(labels, list) and len(labels) > 20:
-            labels = [*labels[:20], f"... ({len(labels) - 20} more)"]
+        labels = _shortened(m.get("labels"))
         row = [
             m.get("name"),
             m.get("arch"),
@@ -268,10 +276,18 @@ def _models(summary: dict[str, Any]) -> Table:
             labels or "-",
             m.get("layer"),
         ]
-        if extra:
-            row.append({k: v for k, v in m.items() if k not in known} or "-")
+        if extra:  # a tree model's kind and columns, checkpoint metadata
+            row.append({k: _shortened(v) for k, v in m.items() if k not in known} or "-")
         rows.append(row)
     return _table([*known, *(["more"] if extra else [])], rows)
+
+
+def _shortened(value: Any, limit: int = 20) -> Any:
+    """A list of more than ``limit`` items as its first ``limit`` and a count of the rest
+    (a model's labels, a tree model's columns); anything else as it is."""
+    if isinstance(value, list) and len(value) > limit:
+        return [*value[:limit], f"... ({len(value) - limit} more)"]
+    return value
 
 
 def _errors(errors: list[dict[str, Any]]) -> Table:
@@ -380,7 +396,8 @@ def _cohorts(items: list[dict[str, Any]], figures: _Figures) -> dict[str, Any]:
         for key in ("figure", "mean_map"):
             ref = c.get(key)
             if isinstance(ref, str) and ref.lower().endswith(".png"):
-                caption = f"cohort {c.get('name')}: mean map"
+                what = "SHAP values" if c.get("method") == TREE_METHOD else "mean map"
+                caption = f"cohort {c.get('name')}: {what}"
                 pictures.append({"figure": figures.figure(ref, caption)})
                 break
         else:
@@ -539,6 +556,7 @@ def _sample_card(
     results: list[dict[str, Any]],
     agreement: list[dict[str, Any]],
     figures: _Figures,
+    trees: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     sid = str(sample.get("id"))
     facts = [f"image: {sample.get('image_path', '-')}"]
@@ -559,9 +577,12 @@ def _sample_card(
             if not isinstance(a, dict):
                 continue
             caption = f"{sid} · {model} · {a.get('method')}"
+            tree = _is_tree(a, model, trees)
             explanations.append(
                 {
-                    "figure": figures.figure(a.get("figure"), caption),
+                    # a tree attribution has features, no map: no figure is missing
+                    "figure": None if tree else figures.figure(a.get("figure"), caption),
+                    "note": _tree_note(a) if tree else None,
                     "extras": _attribution_extras(a, figures),
                 }
             )
@@ -592,11 +613,15 @@ _METRICS = ("rows", "r2", "mae", "rmse", "accuracy")
 
 
 def _overview(
-    dataset: dict[str, Any], metrics: dict[str, Any], figures: _Figures
+    dataset: dict[str, Any],
+    metrics: dict[str, Any],
+    figures: _Figures,
+    agreement: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The "Overview" section of a dataset run: the row counts, how the run was set up, the
-    metrics per model (and each classifier's confusion matrix), the overview figure per model,
-    and the link to predictions.csv."""
+    metrics per model (and each classifier's confusion matrix), the overview figure per model
+    (a tree model's SHAP figure over the whole table beside it), whether the models' predictions
+    agree, and the link to predictions.csv."""
     counts = _table(
         ["rows", "predicted", "explained", "failed"],
         [[dataset.get(k, "-") for k in ("rows", "predicted", "explained", "failed")]],
@@ -646,11 +671,6 @@ def _overview(
         ]
         table_c = _table(["true \\ predicted", *map(str, labels)], rows)
         confusions.append({"model": model, "table": table_c, "classes": len(labels)})
-    overview = dataset.get("overview")
-    pictures = [
-        figures.figure(ref, f"{model}: predictions over the dataset")
-        for model, ref in (overview.items() if isinstance(overview, dict) else [])
-    ]
     predictions = dataset.get("predictions") or "predictions.csv"
     return {
         "counts": counts,
@@ -658,9 +678,30 @@ def _overview(
         "facts": facts,
         "metrics": table,
         "confusions": confusions,
-        "figures": pictures,
+        "figures": _overview_figures(dataset, figures),
+        "agreement": _agreement_table(agreement or []),
         "predictions": {"href": figures.href(predictions), "name": str(predictions)},
     }
+
+
+def _overview_figures(dataset: dict[str, Any], figures: _Figures) -> list[list[Figure]]:
+    """The overview's figures, a list per model: its predictions figure, then (a tree model)
+    what drives it over the whole table (``dataset.importance``), shown side by side."""
+    overview, importance = dataset.get("overview"), dataset.get("importance")
+    overview = overview if isinstance(overview, dict) else {}
+    importance = importance if isinstance(importance, dict) else {}
+    counts = dataset.get("importance_rows")
+    counts = counts if isinstance(counts, dict) else {}
+    rows: dict[str, list[Figure]] = {}
+    for model, ref in overview.items():
+        rows.setdefault(str(model), []).append(
+            figures.figure(ref, f"{model}: predictions over the dataset")
+        )
+    for model, ref in importance.items():
+        n = counts.get(model)
+        over = f" over {_fmt(n)} rows" if _is_number(n) else ""
+        rows.setdefault(str(model), []).append(figures.figure(ref, f"what drives {model}{over}"))
+    return list(rows.values())
 
 
 def _number_text(value: Any) -> str:
@@ -742,10 +783,13 @@ def _dataset_cohorts(
     results: list[dict[str, Any]],
     region_names: list[str],
     figures: _Figures,
+    trees: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The cohorts of a dataset run: an index table linking to one section per cohort, each
     with its description, a gallery of its members (thumbnails linking to the full figures),
-    its mean map's figure, its region table and its features table."""
+    its mean map's figure, its region table and its features table. A tree model's cohort
+    (tree-shap) has no maps: its SHAP figure (bars and beeswarm), its features table and a
+    table of its members instead."""
     index = []
     sections = []
     for i, c in enumerate(items):
@@ -754,6 +798,18 @@ def _dataset_cohorts(
         title = str(c.get("title") or name)
         gallery = []
         members = _members(c, results)
+        if c.get("method") == TREE_METHOD or str(c.get("model")) in trees:
+            index.append(
+                [
+                    _cell(title, href=f"#{anchor}"),
+                    _cell(c.get("model")),
+                    _cell(c.get("method")),
+                    _cell(len(members)),
+                    _cell(c.get("description") or "-"),
+                ]
+            )
+            sections.append(_tree_cohort(c, anchor, title, name, members, figures))
+            continue
         for m in members:
             sid = str(m.get("id", "-"))
             numbers = [
@@ -799,12 +855,16 @@ def _dataset_cohorts(
                 "name": name,
                 "model": str(c.get("model", "-")),
                 "method": str(c.get("method", "-")),
+                "count": len(members),
+                "explained": None,
                 "description": str(c["description"]) if c.get("description") else None,
                 "gallery": gallery,
                 "figure": picture,
                 "mean_map": note,
                 "regions": _regions(c, region_names),
                 "features": _cohort_features(c.get("features")),
+                "features_caption": "features: mean attribution over the members",
+                "members": None,
             }
         )
     table = _table(["cohort", "model", "method", "members", "description"], [])
@@ -812,13 +872,56 @@ def _dataset_cohorts(
     return {"table": table, "sections": sections}
 
 
+def _tree_cohort(
+    c: dict[str, Any],
+    anchor: str,
+    title: str,
+    name: str,
+    members: list[dict[str, Any]],
+    figures: _Figures,
+) -> dict[str, Any]:
+    """A tree model's cohort section (data for dataset_cohorts.html.j2): its SHAP figure, its
+    features table and its members' table; no gallery, no mean map, no regions."""
+    explained = c.get("explained")
+    rows = f"{_fmt(explained)} explained row(s)" if _is_number(explained) else "its rows"
+    ref = c.get("figure")
+    picture = None
+    if isinstance(ref, str) and ref:
+        picture = figures.figure(ref, f"{title}: what drives {c.get('model')} over {rows}")
+    return {
+        "anchor": anchor,
+        "title": title,
+        "name": name,
+        "model": str(c.get("model", "-")),
+        "method": str(c.get("method", "-")),
+        "count": len(members),
+        "explained": _fmt(explained) if _is_number(explained) else None,
+        "description": str(c["description"]) if c.get("description") else None,
+        "gallery": [],
+        "figure": picture,
+        "mean_map": None,
+        "regions": None,
+        "features": _tree_features(c.get("features")),
+        "features_caption": (
+            "features: mean SHAP value over the explained members (+ raises, "
+            f"{MINUS} lowers the output) and mean |SHAP value|"
+        ),
+        "members": _member_table(members),
+    }
+
+
 def _explained(
-    samples: list[dict[str, Any]], results: list[dict[str, Any]], figures: _Figures
+    samples: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    figures: _Figures,
+    trees: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The explained rows of a dataset run as one table (id, model, method, truth, prediction,
-    residual, a link to the figure) instead of a card each: at most EXPLAINED_ROWS rows."""
+    residual, a link to the figure) instead of a card each: at most EXPLAINED_ROWS rows. A tree
+    model's row has no figure: its last cell lists its TREE_ROW_FEATURES strongest features."""
     truth = {str(s.get("id")): s.get("target") for s in samples}
     rows = []
+    tree_rows = 0
     for r in results:
         sid = str(r.get("sample"))
         prediction = r.get("prediction")
@@ -831,7 +934,12 @@ def _explained(
         for a in r.get("attributions") or []:
             if not isinstance(a, dict):
                 continue
-            href = figures.href(a.get("figure"))
+            if _is_tree(a, r.get("model"), trees):
+                tree_rows += 1
+                last = _cell(_top_features_text(a.get("features")))
+            else:
+                href = figures.href(a.get("figure"))
+                last = _cell("figure" if href else "-", href=href)
             rows.append(
                 [
                     _cell(sid),
@@ -840,12 +948,229 @@ def _explained(
                     _cell(target, 6),
                     _cell(shown, 6),
                     _cell(residual, 6),
-                    _cell("figure" if href else "-", href=href),
+                    last,
                 ]
             )
-    table = _table(["id", "model", "method", "truth", "prediction", "residual", "figure"], [])
+    last_header = "figure / top features" if tree_rows else "figure"
+    table = _table(["id", "model", "method", "truth", "prediction", "residual", last_header], [])
     table["rows"] = rows[:EXPLAINED_ROWS]
-    return {"table": table, "total": len(rows), "more": max(0, len(rows) - EXPLAINED_ROWS)}
+    return {
+        "table": table,
+        "total": len(rows),
+        "more": max(0, len(rows) - EXPLAINED_ROWS),
+        "trees": tree_rows > 0,
+        "figures": tree_rows < len(rows),
+    }
+
+
+# -- tree models (data for dataset_cohorts / explained / overview / side_by_side .html.j2) ------
+TREE_METHOD = "tree-shap"
+"""The method name of a tree model's attributions and cohorts."""
+TREE_ROW_FEATURES = 3
+"""Features a tree model's row shows in the explained rows' table (by |SHAP|)."""
+MINUS = "\u2212"
+"""The minus sign of signed SHAP values (the sort script reads it as a minus)."""
+
+
+def _tree_models(summary: dict[str, Any]) -> frozenset[str]:
+    """The names of the summary's tree models (``kind: tree``)."""
+    return frozenset(
+        str(m.get("name")) for m in _items(summary, "models") if m.get("kind") == "tree"
+    )
+
+
+def _is_tree(a: dict[str, Any], model: Any, trees: frozenset[str]) -> bool:
+    """Whether attribution ``a`` is a tree model's: features and no map or figure, from a tree
+    model, by tree-shap, or with a features list (an image attribution always has a map)."""
+    if a.get("map") or a.get("figure"):
+        return False
+    return (
+        str(model) in trees or a.get("method") == TREE_METHOD or isinstance(a.get("features"), list)
+    )
+
+
+def _shap_text(value: float, signed: bool = False) -> str:
+    """A SHAP value as the tables show it: one decimal from 1 to 1e6 (``41.2``, ``12.0``),
+    else 3 significant digits (``0.0123``); ``signed`` puts ``+`` before a positive value, and
+    a negative one always has a minus sign (U+2212)."""
+    if not math.isfinite(value):
+        return str(value)
+    size = abs(value)
+    if size == 0:
+        return "0"
+    text = f"{size:.3g}" if size < 1 or size >= 1e6 else f"{size:.1f}"
+    return (MINUS if value < 0 else "+" if signed else "") + text
+
+
+def _shap_cell(value: Any, signed: bool) -> Cell:
+    """A SHAP value's cell: :func:`_shap_text`, coloured by its sign when ``signed`` (red
+    raises, blue lowers); ``-`` when it is not a finite number."""
+    if not (_is_number(value) and math.isfinite(value)):
+        return _cell("-")
+    number = float(value) + 0.0  # -0.0 as 0
+    span = None
+    if signed:
+        span = "raises" if number > 0 else "lowers" if number < 0 else None
+    return {"text": _shap_text(number, signed), "num": True, "span": span}
+
+
+def _top_features_text(features: Any, count: int = TREE_ROW_FEATURES) -> str:
+    """A tree row's strongest features in words: ``water_frac +41.2, sqft +12.0, road_frac
+    \u22129.1`` (largest |SHAP| first), or ``-`` when it has none."""
+    ranked = sorted(
+        _scored(features if isinstance(features, list) else []), key=lambda p: -abs(p[1])
+    )
+    return (
+        ", ".join(f"{f.get('name')} {_shap_text(score, True)}" for f, score in ranked[:count])
+        or "-"
+    )
+
+
+def _tree_features(features: Any, limit: int = TOP_FEATURES) -> Table | None:
+    """A tree model's features over some rows: name, mean SHAP value (signed, coloured) and
+    mean |SHAP value|, largest mean |SHAP| first (as recorded: ``abs_score``, else ``|score|``);
+    a last row counts what is beyond ``limit``."""
+
+    def size(f: dict[str, Any]) -> float:
+        for value in (f.get("abs_score"), f.get("score")):
+            if _is_number(value) and math.isfinite(value):
+                return abs(float(value))
+        return -1.0
+
+    items = [f for f in features if isinstance(f, dict)] if isinstance(features, list) else []
+    ranked = sorted((f for f in items if size(f) >= 0), key=lambda f: -size(f))
+    if not ranked:
+        return None
+    table = _table(["feature", "mean SHAP", "mean |SHAP|"], [])
+    table["rows"] = [
+        [
+            _cell(f.get("name")),
+            _shap_cell(f.get("score"), True),
+            _shap_cell(f.get("abs_score"), False),
+        ]
+        for f in ranked[:limit]
+    ]
+    if len(ranked) > limit:
+        table["rows"].append([_cell(f"... ({len(ranked) - limit} more)"), _cell(""), _cell("")])
+    return table
+
+
+def _tree_note(a: dict[str, Any]) -> str | None:
+    """What a tree attribution adds to its features: the base value it starts from, the
+    algorithm, and the background rows of an interventional one."""
+    parts = []
+    if _is_number(a.get("expected_value")):
+        parts.append(f"base value (the model's mean output) {_number_text(a['expected_value'])}")
+    if a.get("algorithm"):
+        parts.append(f"algorithm {a['algorithm']}")
+    if _is_number(a.get("background")) and a["background"] > 0:
+        parts.append(f"{_fmt(a['background'])} background row(s)")
+    return " · ".join(parts) or None
+
+
+def _member_table(members: list[dict[str, Any]]) -> Table | None:
+    """A tree cohort's members, in place of a gallery: id, then what was recorded of target,
+    prediction, residual and score (6 significant digits)."""
+    if not members:
+        return None
+    keys = [
+        k for k in ("target", "prediction", "residual", "score") if any(k in m for m in members)
+    ]
+    table = _table(["id", *keys], [])
+    table["rows"] = [
+        [_cell(m.get("id", "-")), *[_cell(m.get(k), 6) for k in keys]] for m in members
+    ]
+    return table
+
+
+def _share_text(value: Any) -> str:
+    """A share as a percentage (``0.83`` -> ``83%``)."""
+    return f"{100 * value:.0f}%" if _is_number(value) and math.isfinite(value) else _fmt(value)
+
+
+def _agreement_words(agreement: Any, rows: Any) -> str | None:
+    """How far two models' predictions agree on some rows, in words: ``the two models'
+    predictions on these 12 rows: mean |difference| 3.1, correlation 0.93`` (regression) or
+    ``same prediction on 83% of 12 rows`` (classification)."""
+    if not isinstance(agreement, dict):
+        return None
+    rows = agreement.get("rows", rows)
+    these = f"these {_fmt(rows)} rows" if rows is not None else "these rows"
+    if _is_number(agreement.get("same_prediction")):
+        of = f"{_fmt(rows)} rows" if rows is not None else "the rows"
+        return f"same prediction on {_share_text(agreement['same_prediction'])} of {of}"
+    if "mean_abs_difference" in agreement or "correlation" in agreement:
+        corr = agreement.get("correlation")
+        corr_text = _fmt(corr) if _is_number(corr) else "not defined"
+        return (
+            f"the two models' predictions on {these}: mean |difference| "
+            f"{_fmt(agreement.get('mean_abs_difference'))}, correlation {corr_text}"
+        )
+    return None
+
+
+def _side_by_side(items: list[dict[str, Any]], region_names: list[str]) -> list[dict[str, Any]]:
+    """The "Image model beside tree model" blocks: per cohort the image model's regions (or
+    its description, or a note that it has no region maps) beside the tree model's strongest
+    features, and how far the two models' predictions agree on the cohort's rows."""
+    blocks = []
+    for i, entry in enumerate(items):
+        image = entry.get("image")
+        image = image if isinstance(image, dict) else {}
+        tree = entry.get("tree")
+        tree = tree if isinstance(tree, dict) else {}
+        description = image.get("description")
+        blocks.append(
+            {
+                "anchor": f"pair-{i}",  # generated: names from the data never reach an attribute
+                "title": str(entry.get("title") or entry.get("cohort") or "-"),
+                "cohort": str(entry.get("cohort", "-")),
+                "rows": _fmt(entry.get("rows")),
+                "image": {
+                    "model": str(image.get("model", "-")),
+                    "method": str(image.get("method", "-")),
+                    "regions": _regions(image, region_names),
+                    "description": str(description) if description else None,
+                },
+                "tree": {
+                    "model": str(tree.get("model", "-")),
+                    "method": str(tree.get("method", "-")),
+                    "features": _tree_features(tree.get("features")),
+                },
+                "agreement": _agreement_words(entry.get("agreement"), entry.get("rows")),
+            }
+        )
+    return blocks
+
+
+def _agreement_table(items: list[dict[str, Any]]) -> Table | None:
+    """The overview's "Do the models agree?" table: per pair of models the rows both
+    predicted, and what was measured of mean |difference|, correlation and the share of
+    equal predictions."""
+    if not items:
+        return None
+    measures = [
+        (k, name)
+        for k, name in (
+            ("mean_abs_difference", "mean |difference|"),
+            ("correlation", "correlation"),
+            ("same_prediction", "same prediction"),
+        )
+        if any(k in a for a in items)
+    ]
+    table = _table(["models", "rows", *[name for _, name in measures]], [])
+    for a in items:
+        models = a.get("models")
+        pair = " vs ".join(map(str, models)) if isinstance(models, list) else models
+        row = [_cell(pair), _cell(a.get("rows"))]
+        for k, _ in measures:
+            value = a.get(k)
+            if k == "same_prediction" and _is_number(value):
+                row.append({"text": _share_text(value), "num": True, "span": None})
+            else:
+                row.append(_cell(value, 4 if k != "same_prediction" else 3))
+        table["rows"].append(row)
+    return table
 
 
 # -- the page -------------------------------------------------------------------------------
@@ -858,6 +1183,8 @@ def _page(out: Path) -> dict[str, Any]:
     checks = _items(summary, "checks")
     cohorts = _items(summary, "cohorts")
     results = _items(summary, "results")
+    pairs = _items(summary, "side_by_side")
+    trees = _tree_models(summary)
     samples = _items(summary, "samples")
     listed = {str(s.get("id")) for s in samples}
     for r in results:  # a result whose sample is not listed still gets its card
@@ -881,6 +1208,8 @@ def _page(out: Path) -> dict[str, Any]:
         sections.append(("agreement", "Agreement between models"))
     if cohorts:
         sections.append(("cohorts", "Cohorts"))
+    if pairs:
+        sections.append(("side-by-side", "Image model beside tree model"))
     if dataset is not None:
         # a dataset run may explain thousands of rows: a table links their figures, and the
         # cohorts' galleries show them, instead of a card each
@@ -892,7 +1221,11 @@ def _page(out: Path) -> dict[str, Any]:
     page = {
         "header": _header(summary, errors),
         "sections": [{"anchor": a, "title": t} for a, t in sections],
-        "overview": _overview(dataset, metrics, figures) if dataset is not None else None,
+        "overview": (
+            _overview(dataset, metrics, figures, _items(summary, "prediction_agreement"))
+            if dataset is not None
+            else None
+        ),
         "models": _models(summary),
         "errors": _errors(errors) if errors else None,
         "error_count": len(errors),
@@ -900,14 +1233,17 @@ def _page(out: Path) -> dict[str, Any]:
         "checks": _checks(checks, figures) if checks else None,
         "cohorts": _cohorts(cohorts, figures) if cohorts and dataset is None else None,
         "dataset_cohorts": (
-            _dataset_cohorts(cohorts, results, region_names, figures)
+            _dataset_cohorts(cohorts, results, region_names, figures, trees)
             if cohorts and dataset is not None
             else None
         ),
-        "explained": _explained(samples, results, figures) if dataset is not None else None,
+        "side_by_side": _side_by_side(pairs, region_names) if pairs else None,
+        "explained": (
+            _explained(samples, results, figures, trees) if dataset is not None else None
+        ),
         "samples": (
             [
-                _sample_card(f"sample-{i}", s, results, agreement, figures)
+                _sample_card(f"sample-{i}", s, results, agreement, figures, trees)
                 for i, s in enumerate(samples)
             ]
             if dataset is None
@@ -922,10 +1258,11 @@ def render_report(out_dir: str | Path) -> Path:
     """Write ``out_dir/report.html`` (atomically) from ``summary.json`` and ``errors.jsonl``.
 
     Sections: trust checks; a dataset run's overview; run information and the models; failed
-    samples; agreement between models; cohorts; then a card per sample with each model's
-    prediction and explained target, the comparison figure and every explanation figure
-    (inlined PNGs), or, in a dataset run, one table of the explained rows linking their
-    figures. Every table sorts by the header clicked.
+    samples; agreement between models; cohorts; an image model beside a tree model per cohort;
+    then a card per sample with each model's prediction and explained target, the comparison
+    figure and every explanation figure (inlined PNGs), or, in a dataset run, one table of the
+    explained rows linking their figures (a tree model's rows: their strongest features). Every
+    table sorts by the header clicked.
 
     Args:
         out_dir: an output folder of ``seewhy explain``, ``dataset`` or ``check``.
