@@ -73,6 +73,16 @@ Method = Annotated[
         "expected-gradients (shap), occlusion, rise; e.g. 'ig(steps=32),occlusion(window=32)'."
     ),
 ]
+TreeAwareMethod = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma list, settings in brackets: gradcam, gradcam++, hirescam, xgradcam, "
+        "layercam, eigencam, scorecam, saliency, inputxgrad, ig, smoothgrad, "
+        "expected-gradients (shap), occlusion, rise, and tree-shap for tree models; e.g. "
+        "'ig(steps=32),occlusion(window=32)'. Default: gradcam (tree-shap for tree models).",
+        show_default=False,
+    ),
+]
 Target = Annotated[
     str,
     typer.Option(
@@ -92,10 +102,12 @@ BatchSize = Annotated[
 ]
 Seed = Annotated[int, typer.Option(help="Seed for --sample and random methods.")]
 NBackground = Annotated[
-    int,
+    int | None,
     typer.Option(
-        help="Expected gradients: how many of the given samples its baselines are drawn "
-        "from (fewer than 2: the zero baseline)."
+        help="Background rows. Expected gradients draw baselines from this many of the given "
+        "samples (default 32; fewer than 2: the zero baseline); tree-shap runs interventional "
+        "on this many rows when given, path-dependent when not.",
+        show_default=False,
     ),
 ]
 Data = Annotated[Path | None, typer.Option(help="A manifest (CSV/Parquet) instead of IMAGEs.")]
@@ -195,14 +207,14 @@ def _samples(
 def explain(
     images: Images = None,
     model: Model = [],  # noqa: B006 - typer reads the default
-    method: Method = "gradcam",
+    method: TreeAwareMethod = None,
     target: Target = "pred",
     layer: Layer = None,
     out: Out = Path("seewhy-out"),
     device: Device = None,
     batch_size: BatchSize = 8,
     seed: Seed = 0,
-    n_background: NBackground = 32,
+    n_background: NBackground = None,
     data: Data = None,
     sample: SampleN = None,
     id_col: IdCol = None,
@@ -246,7 +258,7 @@ def explain(
             text_col=text_col,
         )
         opts = ExplainOptions(
-            methods=split_method_specs(method),
+            methods=split_method_specs(method) if method else [],
             n_background=n_background,
             target=target,
             layer=layer,
@@ -279,7 +291,7 @@ def check(
     device: Device = None,
     batch_size: BatchSize = 8,
     seed: Seed = 0,
-    n_background: NBackground = 32,
+    n_background: NBackground = None,
     data: Data = None,
     sample: SampleN = None,
     id_col: IdCol = None,
@@ -396,14 +408,14 @@ def dataset(
         ),
     ],
     model: Model = [],  # noqa: B006 - typer reads the default
-    method: Method = "gradcam",
+    method: TreeAwareMethod = None,
     target: Target = "pred",
     layer: Layer = None,
     out: Out = Path("seewhy-out"),
     device: Device = None,
     batch_size: BatchSize = 8,
     seed: Seed = 0,
-    n_background: NBackground = 32,
+    n_background: NBackground = None,
     sample: SampleN = None,
     id_col: Annotated[
         str | None,
@@ -483,7 +495,7 @@ def dataset(
             seed=seed,
         )
         opts = DatasetOptions(
-            methods=split_method_specs(method),
+            methods=split_method_specs(method) if method else [],
             n_background=n_background,
             target=target,
             layer=layer,

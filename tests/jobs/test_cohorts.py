@@ -12,9 +12,7 @@ from seewhy.jobs.cohorts import Row, decile_count, describe, mean_shares, metric
 def regression_rows() -> list[Row]:
     # truths 0..19, predictions truth + error; ids shuffled so ties are broken by id
     errors = [0.5, -3.0, 0.0, 2.0, -0.5, 1.0, 4.0, 0.0, -1.0, 0.25] * 2
-    return [
-        Row(id=f"r{k:02d}", value=float(k) + errors[k], truth=float(k)) for k in range(20)
-    ]
+    return [Row(id=f"r{k:02d}", value=float(k) + errors[k], truth=float(k)) for k in range(20)]
 
 
 def by_name(cohorts):

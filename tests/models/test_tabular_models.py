@@ -99,10 +99,18 @@ def test_a_binary_classifier_is_explained_in_margin_space(
     x, _, label = data
     path = lightgbm_file(tmp_path, x, label, "binary")
     model = load_tabular(card(f"lightgbm:{path.name}", "classification"), tmp_path)
-    got = TreeShap()(model, x[:100])
+    got = TreeShap()(model, x[:100], target=1)
     assert (got.class_index == 1).all()
     margin = model.estimator.predict(x[:100], raw_score=True)
     np.testing.assert_allclose(got.output, margin, atol=1e-4)
+    # pred: each row's predicted class; the negative class is explained by the negated margin
+    pred = TreeShap()(model, x[:100])
+    np.testing.assert_array_equal(pred.class_index, (margin > 0).astype(int))
+    assert 0 < pred.class_index.sum() < 100
+    np.testing.assert_allclose(pred.output, np.abs(margin), atol=1e-4)
+    np.testing.assert_allclose(
+        pred.values, got.values * np.where(margin > 0, 1.0, -1.0)[:, None], atol=1e-9
+    )
     proba = model.predict(x[:100])
     np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-margin)), atol=1e-6)
 

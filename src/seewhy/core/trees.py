@@ -34,6 +34,30 @@ class TabularModel:
     labels: list[str] | None = None
     estimator: Any = field(default=None, repr=False)
 
+    @property
+    def arch(self) -> str:
+        """The arch string it was read from: ``lightgbm:/path/model.txt``."""
+        return f"{self.kind}:{self.path}"
+
+    def label(self, index: int) -> str:
+        """The name of class (or output) ``index``: its label, else the index as text."""
+        if self.labels and 0 <= index < len(self.labels):
+            return self.labels[index]
+        return str(index)
+
+    def describe(self) -> dict[str, Any]:
+        """The ``models[]`` entry of summary.json."""
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "kind": "tree",
+            "library": self.kind,
+            "task": self.task,
+            "labels": self.labels,
+            "columns": list(self.columns),
+            "checkpoint": str(self.path),
+        }
+
     def matrix(self, rows: Sequence[Mapping[str, Any]]) -> Any:
         """The float64 feature matrix ``[N, F]`` of ``rows`` in :attr:`columns` order.
 
@@ -45,22 +69,37 @@ class TabularModel:
 
         out = np.empty((len(rows), len(self.columns)), dtype=np.float64)
         for i, row in enumerate(rows):
-            for j, c in enumerate(self.columns):
-                if c not in row:
-                    raise UsageError(
-                        f"row {i + 1} has no column '{c}' that model {self.name} takes; its "
-                        f"columns are {', '.join(self.columns)}"
-                    )
-                v = row[c]
-                if v is None or (isinstance(v, str) and not v.strip()):
-                    out[i, j] = np.nan
-                    continue
-                try:
-                    out[i, j] = float(v)
-                except (TypeError, ValueError):
-                    raise UsageError(
-                        f"row {i + 1}: column '{c}' holds {v!r}, not a number (model {self.name})"
-                    ) from None
+            try:
+                out[i] = self.vector(row)
+            except UsageError as exc:
+                raise UsageError(f"row {i + 1}: {exc}") from None
+        return out
+
+    def vector(self, row: Mapping[str, Any]) -> Any:
+        """One row's features ``[F]`` (float64, blank cells NaN).
+
+        Raises:
+            UsageError: the row lacks a column, or a value is not a number.
+        """
+        import numpy as np
+
+        out = np.empty(len(self.columns), dtype=np.float64)
+        for j, c in enumerate(self.columns):
+            if c not in row:
+                raise UsageError(
+                    f"no column '{c}', which model {self.name} takes; its columns are "
+                    f"{', '.join(self.columns)}"
+                )
+            v = row[c]
+            if v is None or (isinstance(v, str) and not v.strip()):
+                out[j] = np.nan
+                continue
+            try:
+                out[j] = float(v)
+            except (TypeError, ValueError):
+                raise UsageError(
+                    f"column '{c}' holds {v!r}, not a number (model {self.name})"
+                ) from None
         return out
 
     def predict(self, x: Any) -> Any:

@@ -90,6 +90,15 @@ def run_check(
         )
     boxes = _box_columns(samples, opts.box_cols)
     models = load_models(model_specs, opts) if samples else []
+    from seewhy.jobs.trees import is_tree
+
+    for m in models:
+        if is_tree(m):
+            raise UsageError(
+                f"model {m.name} is a {m.kind} tree model: seewhy check judges image maps; "
+                "tree-shap values add up exactly, so explain it with seewhy explain --data or "
+                "seewhy dataset"
+            )
     explained = run_explain(
         samples, model_specs, dataclasses.replace(opts, report=False), console, loaded=models
     )

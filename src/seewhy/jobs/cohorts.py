@@ -204,6 +204,30 @@ def describe(
     return f"{title}: " + "; ".join(parts)
 
 
+def describe_features(
+    title: str, features: Sequence[dict[str, Any]], what: str, *, lowering: bool = False
+) -> str:
+    """A cohort's features in words (a tree model's mean SHAP values): the feature that
+    raises ``what`` most on average and the one that lowers it most, each with its mean
+    signed value; e.g. ``top decile of true price: water_share raises price most (mean SHAP
+    +0.021); road_share lowers it most (-0.008)``. ``lowering``: the values explain ``-value``
+    (what lowers the output), so the verbs turn round."""
+    up = max(features, key=lambda f: f["score"], default=None)
+    down = min(features, key=lambda f: f["score"], default=None)
+    if lowering:
+        up, down = down, up
+    sign = -1.0 if lowering else 1.0
+    parts = []
+    if up is not None and sign * up["score"] > 0:
+        parts.append(f"{up['name']} raises {what} most (mean SHAP {sign * up['score']:+.3g})")
+    if down is not None and sign * down["score"] < 0:
+        verb = "lowers it most" if parts else f"lowers {what} most"
+        parts.append(f"{down['name']} {verb} ({sign * down['score']:+.3g})")
+    if not parts:
+        return f"{title}: no feature moves {what} on average"
+    return f"{title}: " + "; ".join(parts)
+
+
 ENRICHED = 1.1
 """A class stands out in a cohort's words when its share of the attribution is at least this
 many times its share of the area."""
@@ -217,3 +241,54 @@ def _most_enriched(shares: Sequence[float], area: Sequence[float]) -> int | None
         if a > 0 and s / a >= ratio:
             best, ratio = k, s / a
     return best
+
+
+def true_value(
+    value: Any, column: str, task: str, labels: Sequence[str], classes: int
+) -> float | str:
+    """A row's true value from its ``column`` cell: a finite number for regressors, a class
+    name for classifiers (a class index is named by ``labels``; ``classes`` outputs).
+
+    Raises:
+        UsageError: a blank or NaN cell, a regressor's value that is not a finite number, a
+            class the model does not have.
+    """
+    from seewhy.core.errors import UsageError
+
+    if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
+        raise UsageError(f"the target column '{column}' is blank (or NaN)")
+    if task == "regression":
+        try:
+            number = float(str(value).strip())
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"the target column '{column}' holds {value!r}, not a number"
+            ) from None
+        if not math.isfinite(number):
+            raise UsageError(f"the target column '{column}' is {value!r}")
+        return number
+    text = str(value).strip()
+    if text in labels:
+        return text
+    if text.lstrip("-").isdigit() and 0 <= int(text) < classes:
+        return labels[int(text)] if labels else text
+    known = ", ".join(labels) if labels else f"0..{classes - 1}"
+    raise UsageError(
+        f"the target column '{column}' holds {text!r}, which is not one of the "
+        f"model's classes ({known}); fix the card's labels or the column"
+    )
+
+
+def mean_features(scores: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Per feature, the mean signed attribution (``score``) and the mean absolute one
+    (``abs_score``) over the rows that have it; largest ``abs_score`` first, ties by name."""
+    out = [
+        {
+            "name": k,
+            "score": sum(v) / len(v),
+            "abs_score": sum(abs(x) for x in v) / len(v),
+        }
+        for k, v in scores.items()
+        if v
+    ]
+    return sorted(out, key=lambda f: (-f["abs_score"], f["name"]))

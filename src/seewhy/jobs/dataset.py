@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import queue
 import re
@@ -34,7 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 from seewhy.core.errors import UsageError
 from seewhy.jobs.check import CheckOptions
-from seewhy.jobs.cohorts import Cohort, Row, describe, mean_shares, metrics, pick_cohorts
+from seewhy.jobs.cohorts import (
+    Cohort,
+    Row,
+    describe,
+    mean_features,
+    mean_shares,
+    metrics,
+    pick_cohorts,
+    true_value,
+)
 from seewhy.jobs.explain import (
     _batch_target,
     _error,
@@ -56,6 +64,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from seewhy.core.explanation import Explanation
+    from seewhy.core.trees import TabularModel
     from seewhy.data.output import OutputFolder
     from seewhy.data.samples import Sample
     from seewhy.models.model import Model
@@ -193,6 +202,12 @@ def _weights(model: Model) -> list[Any]:
     return [digest.hexdigest()]
 
 
+def _file_stamp(path: Any) -> Any:
+    from seewhy.jobs.resume import stamp
+
+    return stamp(path)
+
+
 def _keys(
     models: Sequence[Model],
     opts: DatasetOptions,
@@ -305,35 +320,11 @@ class _Rows:
             return _Item(i, reason=_reason(exc))
 
     def truth(self, s: Sample) -> float | str | None:
-        """The row's true value: a finite number for regressors, a class name for classifiers
-        (a class index in the manifest is named by the model's labels)."""
-        from seewhy.data.samples import blank
-
+        """The row's true value (:func:`~seewhy.jobs.cohorts.true_value`)."""
         if self.target_col is None:
             return None
         value = s.row.get(self.target_col, s.truth)
-        if blank(value):
-            raise UsageError(f"the target column '{self.target_col}' is blank (or NaN)")
-        if self.task == "regression":
-            try:
-                number = float(str(value).strip())
-            except (TypeError, ValueError):
-                raise UsageError(
-                    f"the target column '{self.target_col}' holds {value!r}, not a number"
-                ) from None
-            if not math.isfinite(number):
-                raise UsageError(f"the target column '{self.target_col}' is {value!r}")
-            return number
-        text = str(value).strip()
-        if text in self.labels:
-            return text
-        if text.lstrip("-").isdigit() and 0 <= int(text) < self.classes:
-            return self.labels[int(text)] if self.labels else text
-        known = ", ".join(self.labels) if self.labels else f"0..{self.classes - 1}"
-        raise UsageError(
-            f"the target column '{self.target_col}' holds {text!r}, which is not one of the "
-            f"model's classes ({known}); fix the card's labels or the column"
-        )
+        return true_value(value, self.target_col, self.task, self.labels, self.classes)
 
 
 def _batches(rows: _Rows, batch_size: int, workers: int) -> Iterator[list[_Item]]:
@@ -410,11 +401,21 @@ def run_dataset(
         raise UsageError("the manifest has no rows to explain")
     if opts.out.exists() and not opts.out.is_dir():
         raise UsageError(f"--out {opts.out} is a file, not a folder; pass a folder name")
-    models = list(loaded) if loaded is not None else load_models(model_specs, opts)
+    from seewhy.jobs.trees import check_target, is_tree, split_methods
+
+    every: list[Any] = list(loaded) if loaded is not None else load_models(model_specs, opts)
+    trees = [m for m in every if is_tree(m)]
+    models: list[Model] = [m for m in every if not is_tree(m)]
+    torch_methods, tree_methods = split_methods(opts.methods, models, trees)
+    opts = dataclasses.replace(opts, methods=torch_methods)
     picked = [m.for_target(opts.target) for m in models]
     if any(head is not m for (head, _), m in zip(picked, models, strict=True)):
+        heads = {m.name: head for (head, _), m in zip(picked, models, strict=True)}
+        every = [heads.get(m.name, m) if not is_tree(m) else m for m in every]
         models = [head for head, _ in picked]
         opts = dataclasses.replace(opts, target=str(picked[0][1]))
+    for t in trees:
+        check_target(t, opts.target)
     for m in models:
         if m.task == "multilabel" and opts.target_col:
             raise UsageError(
@@ -422,11 +423,11 @@ def run_dataset(
                 "labels per row yet; leave out --target-col (cohorts then follow each row's "
                 "top label), or explain the rows with seewhy explain --data"
             )
-    layers = _validate(models, opts, samples)
+    layers = _validate(models, opts, samples) if models else {}
     out = OutputFolder(opts.out)
     out.root.mkdir(parents=True, exist_ok=True)
     _clean_temp(out.root)
-    job = _Job(models, layers, opts, out, samples, console)
+    job = _Job(every, layers, opts, out, samples, console, tree_methods=tree_methods)
     return job.run()
 
 
@@ -438,7 +439,7 @@ def _check_options(opts: DatasetOptions) -> None:
         ("--check-sample", opts.check_sample, 0),
         ("--workers", opts.workers, 0),
         ("--batch-size", opts.batch_size, 1),
-        ("--n-background", opts.n_background, 0),
+        ("--n-background", opts.n_background or 0, 0),
     ):
         if value < low:
             raise UsageError(f"{flag} must be >= {low}, got {value}")
@@ -470,7 +471,9 @@ def _clean_temp(root: Path) -> None:
 
 @dataclass
 class _Job:
-    models: Sequence[Model]
+    models: Sequence[Any]
+    """The run's models in the order given: torch :class:`Model` and tree
+    :class:`~seewhy.core.trees.TabularModel` (``torch`` and ``trees`` hold them apart)."""
     layers: dict[str, str | None]
     opts: DatasetOptions
     out: OutputFolder
@@ -481,12 +484,28 @@ class _Job:
     explained: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     checked: int = 0
     """How many rows the checks ran on (``--check-sample``, at most the rows predicted)."""
+    tree_methods: list[str] = field(default_factory=list)
+    """The tree models' methods (``tree-shap``); ``opts.methods`` are the torch models'."""
 
     def __post_init__(self) -> None:
+        from seewhy.jobs.trees import background_rows, is_tree, read_rows
+
         self.by_id = {s.id: s for s in self.samples}
         self.order = {s.id: k for k, s in enumerate(self.samples)}
+        self.torch: list[Model] = [m for m in self.models if not is_tree(m)]
+        self.trees: list[TabularModel] = [m for m in self.models if is_tree(m)]
+        self.tree_rows = {
+            t.name: read_rows(t, self.samples, self.tree_truth(t)) for t in self.trees
+        }
+        self.tree_background: dict[str, Any] = {}
+        tree_background: dict[str, list[str]] = {}
+        for t in self.trees:
+            ids, rows = background_rows(
+                self.tree_rows[t.name], self.opts.n_background, self.opts.seed
+            )
+            tree_background[t.name], self.tree_background[t.name] = ids, rows
         self.helper = _Run(
-            models=self.models,
+            models=self.torch,
             layers=self.layers,
             opts=self.opts,
             out=self.out,
@@ -495,21 +514,31 @@ class _Job:
             samples=self.samples,
         )
         background = self.helper.background_ids() if self.helper.uses_background else []
-        self.state = _State(self.out.root, _keys(self.models, self.opts, background, self.layers))
+        keys = _keys(self.torch, self.opts, background, self.layers)
+        keys["predictions"]["trees"] = [
+            [t.name, t.arch, t.task, t.labels, t.columns, _file_stamp(t.path)] for t in self.trees
+        ]
+        keys["records"]["trees"] = {
+            "methods": self.tree_methods,
+            "settings": {k: v for k, v in self.opts.settings.items() if k in self.tree_methods},
+            "background": tree_background,
+        }
+        self.state = _State(self.out.root, keys)
         self._stamps: dict[tuple[str, str], list[Any]] = {}
         for p in self.state.predictions.read():
             if self.current(p, p.get("id")):
                 self.predicted.setdefault(p["model"], {})[p["id"]] = p
         files = self.out.root
         for r in self.state.records.read():
-            paths = [a.get("map") for a in r.get("attributions", [])]
+            atts = r.get("attributions", [])
+            paths = [a.get("map") for a in atts if "features" not in a or "map" in a]
             paths += [a.get("figure") for a in r.get("attributions", []) if a.get("figure")]
             if not self.current(r, r.get("sample")):
                 continue  # another row now (image, truth, text ...): done again
             if all(p and (files / p).is_file() for p in paths):  # else: done again
                 self.explained.setdefault(r["model"], {})[r["sample"]] = r
 
-    def stamp(self, sample: Sample, model: Model) -> list[Any]:
+    def stamp(self, sample: Sample, model: Any) -> list[Any]:
         """What a row's records depend on besides the run's settings: its image file (path,
         size, modification time), its true value as written, its region map file, its text
         and tabular values. A rerun redoes a row whose stamp changed."""
@@ -517,9 +546,14 @@ class _Job:
         if key not in self._stamps:
             from seewhy.jobs.multimodal import request_inputs
             from seewhy.jobs.resume import stamp
+            from seewhy.jobs.trees import is_tree
+            from seewhy.jobs.trees import stamp as tree_stamp
 
             col = self.opts.target_col
             truth = None if col is None else sample.row.get(col, sample.truth)
+            if is_tree(model):
+                self._stamps[key] = tree_stamp(model, sample, truth)
+                return self._stamps[key]
             self._stamps[key] = [
                 stamp(sample.image_path),
                 None if truth is None else str(truth),
@@ -551,7 +585,7 @@ class _Job:
                     todo = [
                         s for s in self.samples if s.id not in self.explained.get(model.name, {})
                     ]
-                self.stream(
+                (self.tree_stream if model in self.trees else self.stream)(
                     model,
                     todo,
                     explain=every,
@@ -573,7 +607,9 @@ class _Job:
                         for i in sorted(members, key=self.order.__getitem__)
                         if i not in done and i in predicted
                     ]
-                    self.stream(model, todo, explain=True, bar=bar, what="explaining cohorts")
+                    (self.tree_stream if model in self.trees else self.stream)(
+                        model, todo, explain=True, bar=bar, what="explaining cohorts"
+                    )
         checks = self.checks()
         summary = self.compile(cohorts, checks)
         self.out.save_summary(summary)
@@ -585,7 +621,7 @@ class _Job:
             render_report(self.out.root)
         return DatasetOutcome(summary=summary, failed=len(errors), out=self.out.root)
 
-    def fail(self, sample: Sample, model: Model, reason: str) -> None:
+    def fail(self, sample: Sample, model: Any, reason: str) -> None:
         if sample.id in self.errors:
             return
         text = reason if len(self.models) == 1 else f"model {model.name}: {reason}"
@@ -622,6 +658,111 @@ class _Job:
             if writer is not None:
                 writer.close()
         bar.remove_task(task)
+
+    def tree_truth(self, model: TabularModel) -> Callable[[Sample], Any]:
+        """A row's true value for a tree model (checked as the image models' rows are)."""
+        from seewhy.jobs.trees import n_classes
+
+        col = self.opts.target_col
+        if col is None:
+            return lambda s: None
+        labels = list(model.labels or [])
+        classes = n_classes(model)
+        return lambda s: true_value(s.row.get(col, s.truth), col, model.task, labels, classes)
+
+    def tree_stream(
+        self,
+        model: TabularModel,
+        todo: Sequence[Sample],
+        *,
+        explain: bool,
+        bar: Progress,
+        what: str,
+    ) -> None:
+        """A tree model's pass over ``todo``: predictions (and with ``explain``, tree-shap)
+        for many rows per call, streamed as the image models' are. A chunk that fails is
+        retried row by row, so a bad row fails alone."""
+        from seewhy.jobs.trees import CHUNK
+
+        if not todo:
+            return
+        rows = self.tree_rows[model.name]
+        index = {s.id: k for k, s in enumerate(rows.samples)}
+        for s in todo:
+            if s.id in rows.failed:
+                self.fail(s, model, rows.failed[s.id])
+        ks = [index[s.id] for s in todo if s.id in index]
+        label = what if len(self.models) == 1 else f"{what} ({model.name})"
+        task = bar.add_task(label, total=len(todo))
+        bar.advance(task, len(todo) - len(ks))
+        for start in range(0, len(ks), CHUNK):
+            chunk = ks[start : start + CHUNK]
+            try:
+                self.tree_chunk(model, chunk, explain)
+            except Exception:
+                for k in chunk:
+                    try:
+                        self.tree_chunk(model, [k], explain)
+                    except Exception as one:
+                        self.fail(rows.samples[k], model, _reason(one))
+            bar.advance(task, len(chunk))
+        bar.remove_task(task)
+
+    def tree_chunk(self, model: TabularModel, chunk: list[int], explain: bool) -> None:
+        """Rows ``chunk`` (indices into the model's readable rows): their predictions, and
+        with ``explain`` their tree-shap records."""
+        from seewhy.jobs import trees
+        from seewhy.methods.registry import create_method
+
+        rows = self.tree_rows[model.name]
+        samples = [rows.samples[k] for k in chunk]
+        truth = [rows.truth[k] for k in chunk]
+        x = rows.x[chunk]
+        preds = trees.predictions(model, x)
+        good = [j for j, p in enumerate(preds) if trees.finite(p)]
+        for j in range(len(preds)):
+            if j not in good:
+                self.fail(samples[j], model, "the model's output is NaN")
+        x = x[good]
+        records = [
+            {
+                "id": samples[j].id,
+                "model": model.name,
+                "prediction": preds[j],
+                "truth": truth[j],
+                "stamp": self.stamp(samples[j], model),
+            }
+            for j in good
+        ]
+        if not explain:
+            self.keep_predictions(model, records)
+            return
+        name = self.tree_methods[0]
+        method = create_method(name, **self.opts.settings.get(name, {}))
+        result = trees.shap_values(
+            model,
+            method,
+            x,
+            target=self.opts.target,
+            truth=[truth[j] for j in good],
+            background=self.tree_background.get(model.name),
+        )
+        explained: list[dict[str, Any]] = [
+            {
+                "sample": samples[j].id,
+                "model": model.name,
+                "prediction": preds[j],
+                "explained": trees.explained(model, result, n, self.opts.target),
+                "attributions": [trees.attribution(model, method, result, x, n)],
+                "stamp": self.stamp(samples[j], model),
+            }
+            for n, j in enumerate(good)
+        ]
+        if self.opts.explain == "all":  # the predictions come with this pass
+            self.keep_predictions(model, records)
+        self.state.records.append(explained)
+        for r in explained:
+            self.explained.setdefault(model.name, {})[str(r["sample"])] = r
 
     def batch(
         self,
@@ -684,7 +825,7 @@ class _Job:
             for k, (s, it) in enumerate(zip(samples, items, strict=True))
         ]
 
-    def keep_predictions(self, model: Model, records: Sequence[dict[str, Any]]) -> None:
+    def keep_predictions(self, model: Any, records: Sequence[dict[str, Any]]) -> None:
         """Append prediction records to the stream, and keep them for the cohorts."""
         if not records:
             return
@@ -744,7 +885,7 @@ class _Job:
             writer.submit(job)
 
     # -- cohorts, checks, summary --------------------------------------------------------------
-    def rows(self, model: Model) -> list[Row]:
+    def rows(self, model: Any) -> list[Row]:
         """The model's predictions over the rows that did not fail, in manifest order."""
         got = self.predicted.get(model.name, {})
         out = []
@@ -764,7 +905,7 @@ class _Job:
             )
         return out
 
-    def what(self, model: Model) -> str:
+    def what(self, model: Any) -> str:
         """The explained output in words: the --target-col, else a regressor's one label
         (the card's ``labels = ["price"]``), else ``output`` (``class`` for classifiers)."""
         if self.opts.target_col:
@@ -773,7 +914,7 @@ class _Job:
             return model.labels[0] if model.labels and len(model.labels) == 1 else "output"
         return "class"
 
-    def cohorts(self, model: Model) -> list[Cohort]:
+    def cohorts(self, model: Any) -> list[Cohort]:
         return pick_cohorts(self.rows(model), model.task, self.opts.cohort_size, self.what(model))
 
     def checks(self) -> list[dict[str, Any]]:
@@ -788,7 +929,7 @@ class _Job:
 
         thresholds = Thresholds.load(self.opts.thresholds)
         results = []
-        for model in self.models:
+        for model in self.torch:
             ok = [s for s in self.samples if s.id in self.predicted.get(model.name, {})]
             if not ok:
                 continue
@@ -808,7 +949,7 @@ class _Job:
                 self.helper.background_for,
             )
             results.extend(checked)
-        regressors = {m.name for m in self.models if m.task == "regression"}
+        regressors = {m.name for m in self.torch if m.task == "regression"}
         results = _with_model_agreement(results, [], thresholds, regressors)
         return [_with_figure(self.out, r.record()) for r in results]
 
@@ -819,7 +960,9 @@ class _Job:
         from seewhy.data.summary import new_summary
 
         summary = new_summary()
-        summary["models"] = [describe_model(m) for m in self.models]
+        summary["models"] = [
+            m.describe() if m in self.trees else describe_model(m) for m in self.models
+        ]
         if self.opts.explain != "all":  # rows an earlier run explained and this one does not
             wanted = {i for model_cohorts in cohorts.values() for c in model_cohorts for i in c.ids}
             self.explained = {
@@ -845,12 +988,25 @@ class _Job:
             mine = cohorts.get(m.name, [])
             # file names: cohorts whose names clean alike (class:a b, class:a/b) get -2, -3
             stems = unique_ids([c.name for c in mine])
+            methods = self.tree_methods if m in self.trees else self.opts.methods
             for c, stem in zip(mine, stems, strict=True):
-                for method in self.opts.methods:
+                for method in methods:
                     summary["cohorts"].append(self.cohort(m, method, c, rows, stem))
         summary["checks"] = checks
-        if len(self.models) > 1:
+        if len(self.torch) > 1:
             summary["agreement"] = self.agreement()
+        importance = self.importance()
+        if importance:
+            summary["importance"] = importance
+        if len(self.models) > 1:
+            summary["prediction_agreement"] = self.prediction_agreement()
+        if self.torch and self.trees:
+            from seewhy.jobs.trees import side_by_side
+
+            rows_by = {m.name: {r.id: r for r in self.rows(m)} for m in self.models}
+            summary["side_by_side"] = side_by_side(
+                summary["cohorts"], self.torch, self.trees, self.explained, rows_by
+            )
         self.write_predictions(cohorts)
         total = len(self.samples)
         summary["dataset"] = {
@@ -867,9 +1023,61 @@ class _Job:
             "predictions": "predictions.csv",
             "overview": overview,
         }
+        if importance:
+            summary["dataset"]["importance"] = {
+                i["model"]: i["figure"] for i in importance if i.get("figure")
+            }
+            summary["dataset"]["importance_rows"] = {i["model"]: i["rows"] for i in importance}
         if names:
             summary["dataset"]["region_names"] = names
         return summary
+
+    def importance(self) -> list[dict[str, Any]]:
+        """``importance[]``: per tree model, what drives it over the whole table (tree-shap on
+        up to 2,000 rows drawn by the seed), with its beeswarm + bar figure."""
+        from seewhy.data.output import _file_part
+        from seewhy.jobs.trees import importance
+        from seewhy.methods.registry import create_method
+
+        out = []
+        for t in self.trees:
+            rows = self.tree_rows[t.name]
+            got = self.predicted.get(t.name, {})
+            if not self.tree_methods or not any(s.id in got for s in rows.samples):
+                continue
+            name = self.tree_methods[0]
+            path = self.out.root / "overview" / f"{_file_part(t.name)}__{_file_part(name)}.png"
+            entry = importance(
+                t,
+                create_method(name, **self.opts.settings.get(name, {})),
+                rows,
+                target=self.opts.target,
+                background=self.tree_background.get(t.name),
+                seed=self.opts.seed,
+                figure=path if self.opts.figures else None,
+            )
+            if entry.get("figure"):
+                entry["figure"] = self.out.rel(entry["figure"])
+            out.append(entry)
+        return out
+
+    def prediction_agreement(self) -> list[dict[str, Any]]:
+        """``prediction_agreement[]``: for each pair of models, how much their predictions
+        agree on the rows both predicted (:func:`seewhy.jobs.trees.agreement`)."""
+        import itertools
+
+        from seewhy.jobs.trees import agreement
+
+        out = []
+        rows = {m.name: {r.id: r for r in self.rows(m)} for m in self.models}
+        for a, b in itertools.combinations(self.models, 2):
+            both = [s.id for s in self.samples if s.id in rows[a.name] and s.id in rows[b.name]]
+            figures = agreement(
+                a.task, b.task, [rows[a.name][i] for i in both], [rows[b.name][i] for i in both]
+            )
+            if figures:
+                out.append({"models": [a.name, b.name], **figures})
+        return out
 
     def agreement(self) -> list[dict[str, Any]]:
         """``agreement[]`` for every row two models explained: per method, Spearman's rho of
@@ -884,7 +1092,7 @@ class _Job:
 
         out = []
         for s in self.samples:
-            have = [m for m in self.models if s.id in self.explained.get(m.name, {})]
+            have = [m for m in self.torch if s.id in self.explained.get(m.name, {})]
             if len(have) < 2:
                 continue
             size: tuple[int, int] | None = None
@@ -914,7 +1122,7 @@ class _Job:
                     out.append(_agreement(s.id, a.name, b.name, method, ea, eb, ma, mb))
         return out
 
-    def overview(self, model: Model, rows: list[Row], figures: dict[str, Any]) -> str | None:
+    def overview(self, model: Any, rows: list[Row], figures: dict[str, Any]) -> str | None:
         """The model's overview figure: predicted vs true and the residuals (regression), the
         confusion matrix (classification)."""
         from seewhy.data.output import _file_part
@@ -953,7 +1161,7 @@ class _Job:
         return self.out.rel(path)
 
     def cohort(
-        self, model: Model, method: str, c: Cohort, rows: list[Row], file_stem: str
+        self, model: Any, method: str, c: Cohort, rows: list[Row], file_stem: str
     ) -> dict[str, Any]:
         """A ``cohorts[]`` entry: members, mean map and its figure, region shares, features."""
         import numpy as np
@@ -968,6 +1176,7 @@ class _Job:
         count = 0
         raises, lowers, areas = [], [], []
         features: dict[str, list[float]] = {}
+        explained_rows: list[dict[str, Any]] = []
         signed = False
         for sid in c.ids:
             r = by_id[sid]
@@ -983,7 +1192,11 @@ class _Job:
                 if rec is None
                 else next((x for x in rec["attributions"] if x["method"] == method), None)
             )
-            if a is not None:
+            for f in [] if a is None else a.get("features", []):
+                features.setdefault(f["name"], []).append(float(f["score"]))
+            if a is not None and "features" in a and "map" not in a:  # a tree model's row
+                explained_rows.append(a)
+            elif a is not None:
                 member["map"] = a["map"]
                 if a.get("figure"):
                     member["figure"] = a["figure"]
@@ -1003,8 +1216,6 @@ class _Job:
                     raises.append(shares[0])
                     lowers.append(shares[1])
                     areas.append(shares[2])
-                for f in a.get("features", []):
-                    features.setdefault(f["name"], []).append(float(f["score"]))
             members.append(member)
         entry: dict[str, Any] = {
             "name": c.name,
@@ -1057,17 +1268,24 @@ class _Job:
                 words = (down, up) if is_lowering(model, self.opts.target) else (up, down)
                 entry["description"] = describe(c.title, names, *words, area, self.what(model))
         if features:
-            entry["features"] = sorted(
-                (
-                    {
-                        "name": k,
-                        "score": sum(v) / len(v),
-                        "abs_score": sum(abs(x) for x in v) / len(v),
-                    }
-                    for k, v in features.items()
-                ),
-                key=lambda f: -f["abs_score"],
+            entry["features"] = mean_features(features)
+        if explained_rows and features:  # a tree model: its words and beeswarm + bar figure
+            from seewhy.jobs.cohorts import describe_features
+
+            lowering = str(self.opts.target).strip() == "-value"
+            entry["description"] = describe_features(
+                c.title, entry["features"], self.what(model), lowering=lowering
             )
+            from seewhy.jobs.trees import matrices, summary_figure
+
+            entry["explained"] = len(explained_rows)
+            columns = [f["name"] for f in explained_rows[0]["features"]]
+            values, data = matrices(explained_rows, columns)
+            stem = f"{_file_part(model.name)}__{_file_part(method)}__{file_stem}"
+            png = self.out.root / "cohorts" / f"{stem}.png"
+            title = f"{c.title} · {model.name} · {method} · {len(explained_rows)} rows"
+            if self.opts.figures and summary_figure(png, values, data, columns, title):
+                entry["figure"] = self.out.rel(png)
         return entry
 
     def write_predictions(self, cohorts: dict[str, list[Cohort]]) -> None:
@@ -1230,7 +1448,7 @@ def dataset(
     batch_size: int = 8,
     seed: int = 0,
     sample: int | None = None,
-    n_background: int = 32,
+    n_background: int | None = None,
     layer: str | None = None,
     device: str | None = None,
     trust_checkpoint: bool = False,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seewhy.core.errors import SeewhyError, UsageError
-from seewhy.data.output import OutputFolder, done_results
+from seewhy.data.output import OutputFolder, _file_part, done_results
 from seewhy.data.samples import Sample, unique_ids
 from seewhy.data.summary import prediction, upsert
 from seewhy.jobs.compare import compare_models
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from seewhy.methods.base import Method
     from seewhy.models.model import Model
 
+EG_BACKGROUND = 32
+"""Expected gradients' background rows when ``--n-background`` is not given."""
 METRIC_WORDS = ("acc", "f1", "auc", "precision", "recall", "loss", "mae", "rmse", "r2", "epoch")
 
 
@@ -54,7 +56,10 @@ class ExplainOptions:
     top_k: int = 3
     progress: bool = True
     report: bool = True
-    n_background: int = 32
+    n_background: int | None = None
+    """Background rows: expected gradients draw baselines from this many of the samples
+    (default :data:`EG_BACKGROUND`); tree-shap runs interventional on this many rows when it is
+    given, path-dependent when not."""
     figures: bool = True
     """Draw the figures (``False``: maps and summary only, e.g. a dataset run's rows)."""
 
@@ -75,9 +80,10 @@ class RunOutcome:
         return 1 if self.failed else 0
 
 
-def load_models(specs: Sequence[str], opts: ExplainOptions) -> list[Model]:
-    """Load every ``--model``; names made unique for file names and figures."""
-    from seewhy.models.loader import load_model
+def load_models(specs: Sequence[str], opts: ExplainOptions) -> list[Any]:
+    """Load every ``--model`` (torch models, and tabular tree models from their cards); names
+    made unique for file names and figures."""
+    from seewhy.models.loader import load_any
 
     if not specs:
         raise UsageError("no model given: pass --model CARD.toml or --model timm:NAME")
@@ -90,7 +96,7 @@ def load_models(specs: Sequence[str], opts: ExplainOptions) -> list[Model]:
 
     torch.manual_seed(opts.seed)  # arch strings without a checkpoint get reproducible weights
     models = [
-        load_model(
+        load_any(
             spec,
             checkpoint=opts.checkpoint,
             labels=opts.labels,
@@ -249,7 +255,7 @@ def run_explain(
     _methods(opts, opts.layer)
     if opts.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {opts.batch_size}")
-    if opts.n_background < 0:
+    if opts.n_background is not None and opts.n_background < 0:
         raise UsageError(
             f"--n-background must be >= 0, got {opts.n_background} (below 2: the zero baseline)"
         )
@@ -257,18 +263,26 @@ def run_explain(
         raise UsageError("no images to explain: pass IMAGE paths or --data MANIFEST")
     if opts.out.exists() and not opts.out.is_dir():
         raise UsageError(f"--out {opts.out} is a file, not a folder; pass a folder name")
-    models = list(loaded) if loaded is not None else load_models(model_specs, opts)
+    from seewhy.jobs.trees import check_target, is_tree, split_methods
+
+    every: list[Any] = list(loaded) if loaded is not None else load_models(model_specs, opts)
+    trees = [m for m in every if is_tree(m)]
+    models: list[Model] = [m for m in every if not is_tree(m)]
+    torch_methods, tree_methods = split_methods(opts.methods, models, trees)
+    opts = dataclasses.replace(opts, methods=torch_methods)
     picked = [m.for_target(opts.target) for m in models]  # --target HEAD:LABEL picks a head
     if any(head is not m for (head, _), m in zip(picked, models, strict=True)):
         models = [head for head, _ in picked]
         opts = dataclasses.replace(opts, target=str(picked[0][1]))
-    layers = _validate(models, opts, samples)
+    for t in trees:
+        check_target(t, opts.target)
+    layers = _validate(models, opts, samples) if models else {}
     out = OutputFolder(opts.out)
     out.root.mkdir(parents=True, exist_ok=True)
     summary = out.load_summary()
     finished = done_results(summary, out.root)
-    for m in models:
-        upsert(summary["models"], describe_model(m), "name")
+    for m in every:
+        upsert(summary["models"], m.describe() if is_tree(m) else describe_model(m), "name")
     run = _Run(
         models=models,
         layers=layers,
@@ -287,8 +301,8 @@ def run_explain(
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True, disable=not opts.progress) as bar:
-        task = bar.add_task("explaining", total=len(samples))
-        for start in range(0, len(samples), opts.batch_size):
+        task = bar.add_task("explaining", total=len(samples) if models else 0)
+        for start in range(0, len(samples) if models else 0, opts.batch_size):
             group = list(samples[start : start + opts.batch_size])
             # ids are markup-safe; a long one (a deep path) keeps its end, the file name
             sid = group[0].id if len(group[0].id) <= 24 else "…" + group[0].id[-23:]
@@ -297,6 +311,15 @@ def run_explain(
             errors.extend(_error(s, failed[s.id]) for s in group if s.id in failed)
             out.save_summary(summary)
             bar.advance(task, len(group))
+    if trees:
+        failed_ids = {e["id"] for e in errors}
+        for t in trees:
+            bad = _explain_trees(t, tree_methods, samples, opts, out, summary, len(every) > 1)
+            for s in samples:
+                if s.id in bad and s.id not in failed_ids:
+                    errors.append(_error(s, bad[s.id]))
+                    failed_ids.add(s.id)
+        out.save_summary(summary)
     if run.recomputed:  # checks of maps this run replaced judged other maps: drop them
         summary["checks"] = [
             c
@@ -312,6 +335,121 @@ def run_explain(
     return RunOutcome(
         summary=summary, failed=len(errors), out=out.root, background_for=run.background_for
     )
+
+
+def _explain_trees(
+    model: Any,
+    methods: Sequence[str],
+    samples: Sequence[Sample],
+    opts: ExplainOptions,
+    out: OutputFolder,
+    summary: dict[str, Any],
+    several: bool,
+) -> dict[str, str]:
+    """A tree model's rows: predictions and tree-shap values (``features[]``) per row, a
+    feature figure per row, and the whole run's beeswarm + bar figure (``importance[]``).
+    Returns the rows that failed (id -> reason); the others' results replace earlier ones."""
+    from seewhy.jobs import trees
+    from seewhy.methods.registry import create_method
+
+    name = methods[0]
+    method = create_method(name, **opts.settings.get(name, {}))
+    rows = trees.read_rows(model, samples, lambda s: s.truth)
+    failed = dict(rows.failed)
+    _, background = trees.background_rows(rows, opts.n_background, opts.seed)
+    for start in range(0, len(rows.samples), trees.CHUNK):
+        chunk = list(range(start, min(start + trees.CHUNK, len(rows.samples))))
+        try:
+            done = _tree_chunk(model, method, rows, chunk, background, opts, out)
+        except Exception:
+            done = {}
+            for k in chunk:
+                try:
+                    done.update(_tree_chunk(model, method, rows, [k], background, opts, out))
+                except Exception as one:
+                    failed[rows.samples[k].id] = _reason(one)
+        for k in chunk:
+            s = rows.samples[k]
+            if s.id in done:
+                upsert(summary["samples"], s.describe(), "id")
+                upsert(summary["results"], done[s.id], "sample", "model")
+    ok = [k for k, s in enumerate(rows.samples) if s.id not in failed]
+    if ok:
+        kept = trees.TreeRows(
+            [rows.samples[k] for k in ok], rows.x[ok], [rows.truth[k] for k in ok]
+        )
+        path = out.root / "figures" / f"{_file_part(model.name)}__{_file_part(name)}.png"
+        entry = trees.importance(
+            model,
+            method,
+            kept,
+            target=opts.target,
+            background=background,
+            seed=opts.seed,
+            figure=path if opts.figures else None,
+        )
+        if entry.get("figure"):
+            entry["figure"] = out.rel(entry["figure"])
+        summary.setdefault("importance", [])
+        upsert(summary["importance"], entry, "model", "method")
+    for sid in failed:
+        summary["results"] = [
+            r for r in summary["results"] if not (r["sample"] == sid and r["model"] == model.name)
+        ]
+    if several:
+        failed = {k: f"model {model.name}: {v}" for k, v in failed.items()}
+    return failed
+
+
+def _tree_chunk(
+    model: Any,
+    method: Any,
+    rows: Any,
+    chunk: list[int],
+    background: Any,
+    opts: ExplainOptions,
+    out: OutputFolder,
+) -> dict[str, dict[str, Any]]:
+    """The ``results[]`` entries of rows ``chunk`` of a tree model (id -> entry)."""
+    from seewhy.jobs import trees
+
+    x = rows.x[chunk]
+    preds = trees.predictions(model, x)
+    bad = [rows.samples[chunk[j]].id for j, p in enumerate(preds) if not trees.finite(p)]
+    if bad:
+        raise UsageError(f"the model's output is NaN for row {bad[0]}")
+    result = trees.shap_values(
+        model,
+        method,
+        x,
+        target=opts.target,
+        truth=[rows.truth[k] for k in chunk],
+        background=background,
+    )
+    done = {}
+    for n, k in enumerate(chunk):
+        s = rows.samples[k]
+        a = trees.attribution(model, method, result, x, n)
+        if opts.figures:
+            from seewhy.render.figures import feature_figure
+
+            path = out.figure(s.id, model.name, a["method"], suffix="__features")
+            feature_figure(
+                path,
+                names=[f["name"] for f in a["features"]],
+                values=[f["value"] for f in a["features"]],
+                scores=[f["score"] for f in a["features"]],
+                title=f"{s.id} · {model.name} · {a['method']} · features",
+            )
+            a["features_figure"] = out.rel(path)
+        done[s.id] = {
+            "sample": s.id,
+            "model": model.name,
+            "prediction": preds[n],
+            "explained": trees.explained(model, result, n, opts.target),
+            "attributions": [a],
+        }
+    return done
 
 
 MAX_REASON = 600
@@ -567,7 +705,8 @@ class _Run:
             random.Random(self.opts.seed).shuffle(pool)
             ids: list[str] = []
             for s in pool:
-                if len(ids) >= self.opts.n_background:
+                wanted = self.opts.n_background
+                if len(ids) >= (EG_BACKGROUND if wanted is None else wanted):
                     break
                 try:
                     _decode(s.image_path, "minmax")

@@ -3,5 +3,6 @@
 from seewhy.methods import cam as cam
 from seewhy.methods import gradients as gradients
 from seewhy.methods import perturbation as perturbation
+from seewhy.methods import tabular as tabular
 
-__all__ = ["cam", "gradients", "perturbation"]
+__all__ = ["cam", "gradients", "perturbation", "tabular"]

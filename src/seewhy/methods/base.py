@@ -37,7 +37,8 @@ class Method:
     - ``uses_background``: whether it draws baselines from data (``background`` below), so a
       run prepares that set once;
     - ``draws_at_random``: whether it draws anything at random (noise, baselines, masks), so
-      its result depends on the seed.
+      its result depends on the seed;
+    - ``for_trees``: whether it explains tabular tree models (``tree-shap``), not torch ones.
 
     ``batch_size`` is not a setting but a call argument: the largest batch that ANY forward
     pass of the call sends to the model (the batch itself is split into chunks of that size;
@@ -62,6 +63,8 @@ class Method:
     depends_on_target: ClassVar[bool] = True
     uses_background: ClassVar[bool] = False
     draws_at_random: ClassVar[bool] = False
+    for_trees: ClassVar[bool] = False
+    """Whether the method explains tabular tree models (``tree-shap``) instead of torch ones."""
 
     def params(self) -> dict[str, Any]:
         """The settings as they go to summary.json."""

@@ -76,6 +76,12 @@ def canonical_names(names: Sequence[str]) -> list[str]:
     return out
 
 
+def for_trees(name: str) -> bool:
+    """Whether the method ``name`` explains tabular tree models (``tree-shap``) rather than
+    torch models."""
+    return bool(getattr(method_class(name), "for_trees", False))
+
+
 def method_settings(name: str) -> frozenset[str]:
     """The settings the method ``name`` (or an alias) takes: its dataclass fields."""
     return frozenset(f.name for f in dataclasses.fields(method_class(name)))

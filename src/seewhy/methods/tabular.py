@@ -16,10 +16,11 @@ raw output``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from seewhy.core.errors import UsageError
+from seewhy.methods.registry import register
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,15 +49,31 @@ class TreeShapResult:
     background: int
 
 
+@register("tree-shap", "treeshap", "tree-explainer")
 @dataclass(frozen=True)
 class TreeShap:
     """``tree-shap`` (and ``shap`` on a tree model): shap's TreeExplainer.
+
+    It explains a :class:`~seewhy.core.trees.TabularModel` (not an ``nn.Module``): a run gives
+    it the tree models and the torch methods the torch models (``for_trees``).
 
     Args:
         check_additivity: have shap check that the values add up to the output.
     """
 
+    name: ClassVar[str] = "tree-shap"
+    for_trees: ClassVar[bool] = True
+    """Explains tree models only (torch methods: ``False``)."""
+    signed: ClassVar[bool] = True
+    depends_on_target: ClassVar[bool] = True
+    uses_background: ClassVar[bool] = False
+    draws_at_random: ClassVar[bool] = False
+
     check_additivity: bool = True
+
+    def params(self) -> dict[str, Any]:
+        """The settings as they go to summary.json."""
+        return asdict(self)
 
     def __call__(
         self,
@@ -64,10 +81,14 @@ class TreeShap:
         x: np.ndarray,
         background: np.ndarray | None = None,
         target: str | int = "pred",
+        classes: np.ndarray | None = None,
     ) -> TreeShapResult:
-        """SHAP values of ``x`` (``[N, F]``) for the target: regressors their output;
-        classifiers the predicted class per row (``pred``) or a class index or label; a
-        binary model with one margin explains the positive class, whose margin it is."""
+        """SHAP values of ``x`` (``[N, F]``) for the target: regressors their output
+        (``value``; ``-value`` negates the values and the base, what lowers the output);
+        classifiers the predicted class per row (``pred``), a class index or label, or one
+        class per row (``classes``, e.g. each row's true class). A binary model with one
+        margin explains the positive class, whose margin it is, and the negative class by the
+        negated margin."""
         import numpy as np
 
         shap = _shap()
@@ -87,14 +108,27 @@ class TreeShap:
         base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))
         n = len(x)
         if values.ndim == 2:  # one output: a regressor, or a binary model's margin
-            classes = None
-            if model.task == "classification":
-                classes = np.ones(n, dtype=np.int64)  # the margin is the positive class's
             out_values, out_base = values, np.full(n, base[0])
+            if model.task == "classification":
+                # the margin is the positive class's; the negative class's is its negation
+                picked = classes if classes is not None else self._classes(model, x, 2, target)
+                classes = np.asarray(picked, dtype=np.int64)
+                sign = np.where(classes == 1, 1.0, -1.0)
+                out_values, out_base = out_values * sign[:, None], out_base * sign
+            else:
+                if str(target).strip() not in ("pred", "value", "-value"):
+                    raise UsageError(
+                        f"target {target!r}: a tree regressor explains value or -value"
+                    )
+                classes = None
+                if str(target).strip() == "-value":
+                    out_values, out_base = -out_values, -out_base
         else:
             if values.shape[0] != n:  # shap < 0.45: a list of [N, F] per class
                 values = np.moveaxis(values, 0, -1)
-            classes = self._classes(model, x, values.shape[-1], target)
+            if classes is None:
+                classes = self._classes(model, x, values.shape[-1], target)
+            classes = np.asarray(classes, dtype=np.int64)
             out_values = values[np.arange(n), :, classes]
             out_base = base[classes]
         return TreeShapResult(

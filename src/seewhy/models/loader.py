@@ -22,6 +22,8 @@ from seewhy.models.preprocess import resolve_preprocess
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
+    from seewhy.core.trees import TabularModel
+
 CARD_KEYS = (
     "name",
     "arch",
@@ -33,8 +35,67 @@ CARD_KEYS = (
     "preprocess",
     "inputs",
     "output",
+    "columns",
 )
+TORCH_ONLY_KEYS = ("checkpoint", "num_classes", "layer", "preprocess", "inputs", "output")
+"""Card keys a tabular tree model's card does not take."""
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+def load_any(
+    spec: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    labels: list[str] | None = None,
+    trust_checkpoint: bool = False,
+    name: str | None = None,
+    **options: Any,
+) -> Model | TabularModel:
+    """A torch :class:`Model` (:func:`load_model`) or, for a card or arch string that names a
+    tabular tree model (``lightgbm:FILE.txt``, ``xgboost:FILE.json``, ``sklearn:FILE.skops``),
+    a :class:`~seewhy.core.trees.TabularModel` (:func:`~seewhy.models.tabular.load_tabular`).
+
+    Raises:
+        ModelLoadError: a tree model's card with a key only torch models take (checkpoint,
+            layer, preprocess ...), ``checkpoint`` given for a tree model, or ``columns`` in
+            a torch model's card.
+    """
+    from seewhy.models.tabular import is_tabular_arch, load_tabular
+
+    card, base, default_name, is_card = _read_card(spec)
+    arch = str(card.get("arch") or "") if is_card else str(spec)
+    if not is_tabular_arch(arch):
+        if "columns" in card:
+            raise ModelLoadError(
+                f'model card {spec}: columns is for tree models (arch = "lightgbm:FILE.txt" '
+                "...); an image+tabular torch model lists its columns under [inputs] "
+                "tabular = { arg = ..., columns = [...] }"
+            )
+        return load_model(
+            spec,
+            checkpoint=checkpoint,
+            labels=labels,
+            trust_checkpoint=trust_checkpoint,
+            name=name,
+            **options,
+        )
+    where = f"model card {spec}" if is_card else f"model {spec}"
+    torch_only = [k for k in TORCH_ONLY_KEYS if k in card]
+    if torch_only or checkpoint is not None:
+        key = torch_only[0] if torch_only else "--checkpoint"
+        raise ModelLoadError(
+            f"{where}: {key} is for torch models; a tree model is its file (arch = "
+            f'"{arch}"), with task, labels and columns in its card'
+        )
+    fields: dict[str, Any] = dict(card) if is_card else {"arch": arch}
+    if labels:
+        fields["labels"] = list(labels)
+    return load_tabular(
+        fields,
+        base,
+        trust_checkpoint=trust_checkpoint,
+        name=name or card.get("name") or default_name,
+    )
 
 
 def load_model(

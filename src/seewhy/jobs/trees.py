@@ -1,0 +1,457 @@
+"""Tree models in a run (issue 13): a LightGBM, XGBoost or scikit-learn model beside the image
+models, on the same manifest rows.
+
+A tree model reads a row's columns (the card's ``columns``), not its image, so its rows are
+read here rather than by the DataLoader; it predicts many rows per call, and ``tree-shap``
+(:class:`~seewhy.methods.tabular.TreeShap`) explains the rows the run explains. What it
+leaves has the torch models' shape: prediction records for the cohorts, ``results[]`` whose
+``attributions[]`` carry ``features`` instead of a map, cohort entries with the mean signed and
+mean absolute SHAP value per feature, and beeswarm + bar figures. With an image model in the
+same run, :func:`side_by_side` puts a cohort's region shares next to the tree model's top
+features, with the agreement of the two models' predictions on its rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seewhy.core.errors import MethodNotApplicableError, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from seewhy.core.trees import TabularModel
+    from seewhy.data.samples import Sample
+    from seewhy.jobs.cohorts import Row
+    from seewhy.methods.tabular import TreeShap, TreeShapResult
+
+TREE_METHOD = "tree-shap"
+CHUNK = 4096
+"""Rows per predict / explain call (the progress bar moves per chunk)."""
+IMPORTANCE_ROWS = 2000
+"""Rows (drawn by the seed) behind a tree model's whole-table importance figure."""
+SIDE_BY_SIDE_FEATURES = 5
+"""How many of the tree model's features a side-by-side entry lists."""
+
+
+def is_tree(model: Any) -> bool:
+    """Whether ``model`` is a tabular tree model (not a torch model)."""
+    from seewhy.core.trees import TabularModel
+
+    return isinstance(model, TabularModel)
+
+
+def split_methods(
+    names: Sequence[str], torch_models: Sequence[Any], trees: Sequence[TabularModel]
+) -> tuple[list[str], list[str]]:
+    """(the torch models' methods, the tree models' methods) of a run (SPEC section 5).
+
+    No method named: ``gradcam`` for torch models, ``tree-shap`` for tree models. ``shap``
+    (the alias of ``expected-gradients``) is the SHAP that fits each model: expected gradients
+    on a torch model, ``tree-shap`` on a tree model.
+
+    Raises:
+        MethodNotApplicableError: a tree model and no SHAP method among ``names`` (the others
+            need a torch model's gradients or layers); a torch model and only ``tree-shap``.
+    """
+    from seewhy.methods.registry import for_trees
+
+    if not names:
+        return (["gradcam"] if torch_models else []), ([TREE_METHOD] if trees else [])
+    torch_names = [n for n in names if not for_trees(n)]
+    shap = any(for_trees(n) or n == "expected-gradients" for n in names)
+    # on tree models alone, a torch method applies to nothing (expected-gradients is shap)
+    stray = [n for n in torch_names if n != "expected-gradients"] if not torch_models else []
+    if trees and (stray or not shap):
+        t = trees[0]
+        named = stray or list(names)
+        verb = "needs" if len(named) == 1 else "need"
+        fix = TREE_METHOD if not torch_models else ",".join([*names, TREE_METHOD])
+        raise MethodNotApplicableError(
+            f"model {t.name} is a {t.kind} tree model: {', '.join(named)} {verb} a torch "
+            f"model's gradients or layers; explain it with {TREE_METHOD} (--method {fix})"
+        )
+    if torch_models and not torch_names:
+        m = torch_models[0]
+        raise MethodNotApplicableError(
+            f"{TREE_METHOD} explains tree models, and model {m.name} is a torch model: add a "
+            f"method for it (--method gradcam,{TREE_METHOD}; shap means expected gradients "
+            "on a torch model)"
+        )
+    return (torch_names if torch_models else []), ([TREE_METHOD] if trees else [])
+
+
+def n_classes(model: TabularModel) -> int:
+    """How many classes a tree classifier scores (1 for a regressor)."""
+    import numpy as np
+
+    if model.task != "classification":
+        return 1
+    if model.labels:
+        return max(2, len(model.labels))
+    return int(model.predict(np.zeros((1, len(model.columns))))[0].shape[-1])
+
+
+def check_target(model: TabularModel, target: str) -> None:
+    """Refuse, before any work, a target a tree model cannot explain (SPEC section 4).
+
+    Raises:
+        UsageError: a regressor and anything but ``pred``, ``value``, ``-value``; a
+            classifier and a class it lacks, or ``value`` / ``-value``.
+    """
+    t = str(target).strip()
+    if model.task == "regression":
+        if t not in ("pred", "value", "-value"):
+            raise UsageError(
+                f"--target {t}: model {model.name} is a tree regressor; use value or -value"
+            )
+        return
+    if t in ("pred", "true"):
+        return
+    if t in ("value", "-value"):
+        raise UsageError(
+            f"--target {t} is for regressors; model {model.name} is a tree classifier: use "
+            "pred, true, a class index or a label"
+        )
+    k = n_classes(model)
+    if t.lstrip("-").isdigit():
+        if not 0 <= int(t) < k:
+            raise UsageError(f"--target {t}: model {model.name} has classes 0..{k - 1}")
+        return
+    if not model.labels or t not in model.labels:
+        names = ", ".join(model.labels) if model.labels else f"0..{k - 1}"
+        raise UsageError(f"--target {t}: model {model.name} has no class {t!r} ({names})")
+
+
+def stamp(model: TabularModel, sample: Sample, truth: Any) -> list[Any]:
+    """What a row's tree records depend on: its true value and its feature cells as written."""
+    return [
+        None if truth is None else str(truth),
+        [None if sample.row.get(c) is None else str(sample.row.get(c)) for c in model.columns],
+    ]
+
+
+@dataclass
+class TreeRows:
+    """The rows a tree model can read: their samples, features ``x`` ``[N, F]`` and true
+    values; ``failed``: id -> why a row cannot be read (a missing column, a non-number)."""
+
+    samples: list[Sample]
+    x: np.ndarray
+    truth: list[Any]
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def read_rows(
+    model: TabularModel, samples: Sequence[Sample], truth_of: Callable[[Sample], Any]
+) -> TreeRows:
+    """Each row's features in the model's column order; a row that cannot be read (a
+    missing column, a value that is not a number, a bad true value, a row another manifest
+    lacks) fails alone."""
+    import numpy as np
+
+    from seewhy.data.samples import MISSING_ROW
+
+    ok: list[Sample] = []
+    rows: list[np.ndarray] = []
+    truth: list[Any] = []
+    failed: dict[str, str] = {}
+    for s in samples:
+        try:
+            if s.row.get(MISSING_ROW):
+                raise UsageError(str(s.row[MISSING_ROW]))
+            t = truth_of(s)
+            rows.append(model.vector(s.row))
+        except UsageError as exc:
+            failed[s.id] = str(exc)
+            continue
+        ok.append(s)
+        truth.append(t)
+    x = np.stack(rows) if rows else np.empty((0, len(model.columns)))
+    return TreeRows(ok, x, truth, failed)
+
+
+def predictions(model: TabularModel, x: np.ndarray) -> list[dict[str, Any]]:
+    """The summary ``prediction`` of each row: ``{"value"}`` for regressors, ``{"label",
+    "index", "score"}`` (the top class and its probability) for classifiers."""
+    import numpy as np
+
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(x), CHUNK):
+        y = np.asarray(model.predict(x[start : start + CHUNK]), dtype=np.float64)
+        for row in y:
+            if model.task == "classification":
+                best = int(np.argmax(row))
+                out.append({"label": model.label(best), "index": best, "score": float(row[best])})
+            else:
+                out.append({"value": float(np.ravel(row)[0])})
+    return out
+
+
+def finite(pred: Mapping[str, Any]) -> bool:
+    """Whether a prediction's number is finite (a NaN output fails its row)."""
+    v = pred.get("value", pred.get("score"))
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def true_classes(model: TabularModel, truth: Sequence[Any]) -> np.ndarray:
+    """Each row's true class index (``--target true``), from its true label."""
+    import numpy as np
+
+    labels = list(model.labels or [])
+    out = []
+    for t in truth:
+        text = str(t)
+        if text in labels:
+            out.append(labels.index(text))
+        elif text.lstrip("-").isdigit():
+            out.append(int(text))
+        else:
+            raise UsageError(f"--target true: the row's true label {text!r} is not a class")
+    return np.asarray(out, dtype=np.int64)
+
+
+def shap_values(
+    model: TabularModel,
+    method: TreeShap,
+    x: np.ndarray,
+    *,
+    target: str,
+    truth: Sequence[Any] = (),
+    background: np.ndarray | None = None,
+) -> TreeShapResult:
+    """``tree-shap`` on the rows ``x`` for the run's target (``true``: each row's class)."""
+    t = str(target).strip()
+    classes = true_classes(model, truth) if t == "true" else None
+    index: str | int = int(t) if t.lstrip("-").isdigit() else t
+    if t == "true":
+        index = "pred"
+    return method(model, x, background=background, target=index, classes=classes)
+
+
+def explained(model: TabularModel, result: TreeShapResult, k: int, target: str) -> str:
+    """What row ``k``'s values explain, as ``results[].explained`` names it."""
+    if model.task == "regression" or result.class_index is None:
+        return "-value" if str(target).strip() == "-value" else "value"
+    return model.label(int(result.class_index[k]))
+
+
+def attribution(
+    model: TabularModel, method: TreeShap, result: TreeShapResult, x: np.ndarray, k: int
+) -> dict[str, Any]:
+    """Row ``k``'s ``attributions[]`` entry: per column its value (``None`` when blank) and
+    SHAP value, the base value and which TreeExplainer algorithm ran."""
+    values = result.values[k]
+    return {
+        "method": TREE_METHOD,
+        "params": method.params(),
+        "features": [
+            {
+                "name": c,
+                "value": None if math.isnan(float(x[k, j])) else float(x[k, j]),
+                "score": float(values[j]),
+            }
+            for j, c in enumerate(model.columns)
+        ],
+        "expected_value": float(result.expected_value[k]),
+        "algorithm": result.algorithm,
+        "background": int(result.background),
+        "signed": True,
+    }
+
+
+def background_rows(rows: TreeRows, n: int | None, seed: int) -> tuple[list[str], Any]:
+    """The interventional background: ``n`` of the readable rows drawn by ``seed`` (ids and
+    features); none (the path-dependent algorithm) when ``n`` is not given or 0."""
+    if not n or not rows.samples:
+        return [], None
+    pick = sorted(random.Random(seed).sample(range(len(rows.samples)), min(n, len(rows.samples))))
+    return [rows.samples[i].id for i in pick], rows.x[pick]
+
+
+def matrices(
+    records: Sequence[Mapping[str, Any]], columns: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(SHAP values, feature values), ``[N, F]`` each, from rows' ``features`` lists (a
+    missing value is NaN)."""
+    import numpy as np
+
+    values = np.zeros((len(records), len(columns)))
+    data = np.full((len(records), len(columns)), np.nan)
+    where = {c: j for j, c in enumerate(columns)}
+    for i, r in enumerate(records):
+        for f in r.get("features", []):
+            j = where.get(f["name"])
+            if j is None:
+                continue
+            values[i, j] = float(f["score"])
+            if f.get("value") is not None:
+                with contextlib.suppress(TypeError, ValueError):
+                    data[i, j] = float(f["value"])
+    return values, data
+
+
+def summary_figure(
+    path: Path, values: np.ndarray, data: np.ndarray, names: Sequence[str], title: str
+) -> bool:
+    """The beeswarm + bar figure (``render.figures.tree_shap_figure``); False when it cannot
+    be drawn (the run goes on without it)."""
+    try:
+        from seewhy.render.figures import tree_shap_figure
+
+        tree_shap_figure(path, values, data, list(names), title)
+    except Exception:
+        return False
+    return True
+
+
+def importance(
+    model: TabularModel,
+    method: TreeShap,
+    rows: TreeRows,
+    *,
+    target: str,
+    background: np.ndarray | None,
+    seed: int,
+    figure: Path | None,
+) -> dict[str, Any]:
+    """What drives the model over the whole table: ``tree-shap`` on up to
+    :data:`IMPORTANCE_ROWS` rows drawn by ``seed``; the mean signed and mean absolute value per
+    feature, and the beeswarm + bar figure when ``figure`` is given."""
+    from seewhy.jobs.cohorts import mean_features
+
+    n = len(rows.samples)
+    pick = sorted(random.Random(seed).sample(range(n), min(n, IMPORTANCE_ROWS)))
+    x = rows.x[pick]
+    result = shap_values(
+        model,
+        method,
+        x,
+        target=target,
+        truth=[rows.truth[i] for i in pick],
+        background=background,
+    )
+    scores = {c: [float(v) for v in result.values[:, j]] for j, c in enumerate(model.columns)}
+    entry: dict[str, Any] = {
+        "model": model.name,
+        "method": TREE_METHOD,
+        "rows": len(pick),
+        "algorithm": result.algorithm,
+        "features": mean_features(scores),
+    }
+    if figure is not None and summary_figure(
+        figure,
+        result.values,
+        x,
+        model.columns,
+        f"{model.name} · {TREE_METHOD} · {len(pick)} rows",
+    ):
+        entry["figure"] = figure
+    return entry
+
+
+def agreement(task_a: str, task_b: str, a: Sequence[Row], b: Sequence[Row]) -> dict[str, Any]:
+    """How much two models' predictions on the same rows agree: regressors the mean absolute
+    difference and Pearson's r (``None`` when either is constant or fewer than 2 rows);
+    classifiers the share of rows with the same predicted label. ``{}`` for a regressor beside
+    a classifier (nothing to compare)."""
+    if len(a) != len(b):
+        raise ValueError("the two models' rows differ in number")
+    if task_a != task_b:
+        return {}
+    out: dict[str, Any] = {"rows": len(a)}
+    if not a:
+        return out
+    if task_a == "regression":
+        pa = [float(r.value) for r in a if r.value is not None]
+        pb = [float(r.value) for r in b if r.value is not None]
+        out["mean_abs_difference"] = sum(abs(x - y) for x, y in zip(pa, pb, strict=True)) / len(pa)
+        out["correlation"] = _pearson(pa, pb)
+    else:
+        out["same_prediction"] = sum(x.label == y.label for x, y in zip(a, b, strict=True)) / len(a)
+    return out
+
+
+def _pearson(a: Sequence[float], b: Sequence[float]) -> float | None:
+    n = len(a)
+    if n < 2:
+        return None
+    ma, mb = sum(a) / n, sum(b) / n
+    sa = math.sqrt(sum((x - ma) ** 2 for x in a))
+    sb = math.sqrt(sum((y - mb) ** 2 for y in b))
+    if sa == 0 or sb == 0:
+        return None
+    return sum((x - ma) * (y - mb) for x, y in zip(a, b, strict=True)) / (sa * sb)
+
+
+def side_by_side(
+    cohorts: Sequence[Mapping[str, Any]],
+    images: Sequence[Any],
+    trees: Sequence[TabularModel],
+    explained_by: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    rows_by: Mapping[str, Mapping[str, Row]],
+) -> list[dict[str, Any]]:
+    """``side_by_side[]``: for each image model's cohort and method, and each tree model, the
+    cohort's region shares (or its description) beside the tree model's mean SHAP values over
+    the same rows, and the agreement of the two models' predictions on them.
+
+    Args:
+        cohorts: the run's ``cohorts[]`` entries.
+        images: the run's torch models.
+        trees: the run's tree models.
+        explained_by: model -> row id -> its streamed record (``attributions[]``).
+        rows_by: model -> row id -> its prediction.
+    """
+    from seewhy.jobs.cohorts import mean_features
+
+    names = {m.name for m in images}
+    out = []
+    for c in cohorts:
+        if c.get("model") not in names:
+            continue
+        image = {
+            k: c[k]
+            for k in ("model", "method", "region_share", "region_share_lower", "region_area")
+            if k in c
+        }
+        if c.get("description"):
+            image["description"] = c["description"]
+        ids = list(c.get("sample_ids", []))
+        for t in trees:
+            scores: dict[str, list[float]] = {}
+            for i in ids:
+                rec = explained_by.get(t.name, {}).get(i)
+                a = None if rec is None else next(iter(rec.get("attributions", [])), None)
+                for f in [] if a is None else a.get("features", []):
+                    scores.setdefault(f["name"], []).append(float(f["score"]))
+            both = [
+                i for i in ids if i in rows_by.get(c["model"], {}) and i in rows_by.get(t.name, {})
+            ]
+            image_task = next(m.task for m in images if m.name == c["model"])
+            out.append(
+                {
+                    "cohort": c["name"],
+                    "title": c.get("title", c["name"]),
+                    "rows": len(ids),
+                    "image": image,
+                    "tree": {
+                        "model": t.name,
+                        "method": TREE_METHOD,
+                        "explained": len(scores and next(iter(scores.values()))),
+                        "features": mean_features(scores)[:SIDE_BY_SIDE_FEATURES],
+                    },
+                    "agreement": agreement(
+                        image_task,
+                        t.task,
+                        [rows_by[c["model"]][i] for i in both],
+                        [rows_by[t.name][i] for i in both],
+                    ),
+                }
+            )
+    return out
