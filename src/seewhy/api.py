@@ -38,21 +38,36 @@ __all__ = [
 ]
 
 
-def load_model(spec: str | Path, **options: Any) -> Model:
+def load_model(spec: str | Path, **options: Any) -> Any:
     """A :class:`Model` from a card (``.toml``), an arch string or a checkpoint file
-    (see :func:`seewhy.models.loader.load_model` for the options)."""
-    from seewhy.models.loader import load_model as load
+    (see :func:`seewhy.models.loader.load_model` for the options), or a
+    :class:`~seewhy.core.trees.TabularModel` from a tree model's card or arch string
+    (``lightgbm:FILE.txt``, ``xgboost:FILE.json``, ``sklearn:FILE.skops``)."""
+    from seewhy.models.loader import load_any
 
-    return load(spec, **options)
+    return load_any(spec, **options)
 
 
 def as_model(model: Model | nn.Module | str | Path) -> Model:
     """One :class:`Model` from what the user gave: a Model as it is, a plain ``nn.Module``
     wrapped (classification, layer ``auto``, the default preprocessing), a card path or an arch
-    string loaded."""
-    if isinstance(model, (str, Path)):
-        return load_model(model)
-    return Model.of(model)
+    string loaded.
+
+    Raises:
+        MethodNotApplicableError: a tabular tree model (only ``tree-shap`` explains it).
+    """
+    from seewhy.core.trees import TabularModel
+
+    loaded = load_model(model) if isinstance(model, (str, Path)) else model
+    if isinstance(loaded, TabularModel):
+        from seewhy.core.errors import MethodNotApplicableError
+
+        raise MethodNotApplicableError(
+            f"model {loaded.name} is a {loaded.kind} tree model: explain it with "
+            "seewhy.explain(model, rows, methods='tree-shap'), seewhy.dataset or "
+            "seewhy explain --data"
+        )
+    return Model.of(loaded)
 
 
 def as_inputs(model: Model, inputs: Any) -> Inputs:
@@ -261,7 +276,12 @@ def explain(
         predictions in words (``predictions``): in a notebook it shows its overlays and
         ``.plot()`` draws the 4-panel figure.
     """
-    m, target = as_model(model).for_target(target)  # HEAD:LABEL picks a head
+    from seewhy.core.trees import TabularModel
+
+    loaded = load_model(model) if isinstance(model, (str, Path)) else model
+    if isinstance(loaded, TabularModel):
+        return _explain_tree(loaded, inputs, methods, target, background, settings)
+    m, target = as_model(loaded).for_target(target)  # HEAD:LABEL picks a head
     batch = as_inputs(m, inputs)
     step = check_batch_size(batch_size)
     instances = resolve_methods(methods, layer or m.layer or "auto", **settings)
@@ -306,6 +326,89 @@ def explain(
                     chunks[i].append(e)
         results.extend(Explanation.concat(c) for c in chunks)
     return _shown(m, batch, results)
+
+
+def _explain_tree(
+    model: Any,
+    inputs: Any,
+    methods: Sequence[str | Method] | str,
+    target: Any,
+    background: Any,
+    settings: dict[str, Any],
+) -> list[Explanation]:
+    """:func:`explain` for a tabular tree model: ``tree-shap`` (``shap`` too) on rows given as
+    a pandas DataFrame, a list of dicts or an array ``[N, F]`` in the model's column order.
+    ``background`` (rows in the same forms): interventional; ``None``: path-dependent.
+
+    Returns one :class:`Explanation` whose ``attributions["tabular"]`` is ``[N, F]`` (signed,
+    float32), ``output`` the model's predictions (``[N, 1]`` or class probabilities
+    ``[N, C]``), ``extras``: ``expected_value`` ``[N]``, ``algorithm``, ``columns``."""
+    import numpy as np
+    import torch
+
+    from seewhy.core.errors import MethodNotApplicableError
+    from seewhy.jobs.trees import TREE_METHOD, check_target, shap_values
+    from seewhy.methods.registry import canonical_name, create_method, for_trees
+
+    given = split_method_specs(methods) if isinstance(methods, str) else list(methods)
+    names = [canonical_name(m) if isinstance(m, str) else m.name for m in given]
+    other = [n for n in names if not (for_trees(n) or n == "expected-gradients")]
+    if other or not names:
+        verb = "needs" if len(other) == 1 else "need"
+        raise MethodNotApplicableError(
+            f"model {model.name} is a {model.kind} tree model: {', '.join(other or ['no method'])} "
+            f"{verb} a torch model's gradients or layers; use methods='{TREE_METHOD}'"
+        )
+    check_target(model, str(target))
+    method = create_method(TREE_METHOD, **settings)
+    x = _tree_rows(model, inputs, "inputs")
+    rows = None if background is None else _tree_rows(model, background, "background")
+    if str(target).strip() == "true":
+        raise UsageError(
+            "target='true' needs each row's true label, which seewhy.explain does not take for "
+            "a tree model: pass a class (index or label), or use seewhy.dataset with target_col"
+        )
+    result = shap_values(model, method, x, target=str(target), background=rows)
+    output = np.asarray(model.predict(x), dtype=np.float32)
+    output = output.reshape(len(x), -1)
+    return [
+        Explanation(
+            method=TREE_METHOD,
+            attributions={"tabular": torch.from_numpy(result.values.astype(np.float32))},
+            target=str(target),
+            params=method.params(),
+            output=torch.from_numpy(output),
+            target_indices=None
+            if result.class_index is None
+            else torch.from_numpy(np.asarray(result.class_index, dtype=np.int64)),
+            signed=True,
+            input_signed={"tabular": True},
+            extras={
+                "expected_value": torch.from_numpy(result.expected_value.astype(np.float32)),
+                "algorithm": result.algorithm,
+                "background": result.background,
+                "columns": list(model.columns),
+            },
+        )
+    ]
+
+
+def _tree_rows(model: Any, rows: Any, what: str) -> Any:
+    """A tree model's feature matrix from a DataFrame, a list of dicts or an array."""
+    import numpy as np
+
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a pandas DataFrame
+        return model.matrix(rows.to_dict(orient="records"))
+    if isinstance(rows, (list, tuple)) and rows and isinstance(rows[0], Mapping):
+        return model.matrix(list(rows))
+    x = np.asarray(rows, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(model.columns):
+        raise UsageError(
+            f"{what}: a tree model takes rows as a DataFrame, a list of dicts or an array "
+            f"[N, {len(model.columns)}] in its column order ({', '.join(model.columns)}); got "
+            f"shape {list(x.shape)}"
+        )
+    return x
 
 
 def _shown(model: Model, batch: Inputs, results: list[Explanation]) -> list[Explanation]:

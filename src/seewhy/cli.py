@@ -136,6 +136,13 @@ Report = Annotated[bool, typer.Option(help="Write report.html.")]
 Quiet = Annotated[bool, typer.Option(help="No progress bar or console summary.")]
 
 
+def _trees_only(models: list[str]) -> bool:
+    """Whether every ``--model`` is a tabular tree model (rows need no images then)."""
+    from seewhy.models.tabular import is_tabular_spec
+
+    return bool(models) and all(is_tabular_spec(m) for m in models)
+
+
 def _samples(
     images: list[Path] | None,
     data: Path | None,
@@ -149,8 +156,10 @@ def _samples(
     text_col: str | None,
     mask_col: str | None = None,
     masks: list[Path] | None = None,
+    images_needed: bool = True,
 ) -> list[Any]:
-    """The samples of IMAGEs or ``--data``, with ``--text`` and ``--mask`` attached."""
+    """The samples of IMAGEs or ``--data``, with ``--text`` and ``--mask`` attached
+    (``images_needed=False``: tree models alone, a manifest without images is read)."""
     import dataclasses
 
     from seewhy.data.samples import from_inputs, from_manifest
@@ -171,6 +180,7 @@ def _samples(
             mask_col=mask_col,
             sample=sample,
             seed=seed,
+            images=images_needed,
         )
         if data
         else from_inputs(
@@ -256,6 +266,7 @@ def explain(
             target_col=target_col,
             text=text,
             text_col=text_col,
+            images_needed=not _trees_only(model),
         )
         opts = ExplainOptions(
             methods=split_method_specs(method) if method else [],
@@ -486,6 +497,7 @@ def dataset(
                 raise _usage(f"{m} is not a manifest: give CSV or Parquet files")
         samples = from_manifests(
             manifests,
+            images=not _trees_only(model),
             id_col=id_col,
             image_col=image_col,
             target_col=target_col,

@@ -381,6 +381,7 @@ def from_manifest(
     sample: int | None = None,
     seed: int = 0,
     regions_col: str | None = None,
+    images: bool = True,
 ) -> list[Sample]:
     """Samples from a manifest; relative paths are relative to the manifest's folder.
 
@@ -390,6 +391,8 @@ def from_manifest(
             folder (:func:`path_id`), as :func:`from_inputs` gives files.
         sample: if given, that many rows drawn at random (seeded by ``seed``), in file order.
             Ids do not depend on the rows drawn.
+        images: whether the rows need images; ``False`` (tree models alone read only the
+            rows' columns): a manifest without ``image_col`` is read, its images blank.
 
     Raises:
         UsageError: a missing manifest, no rows, a named column it lacks, a repeated id,
@@ -404,6 +407,7 @@ def from_manifest(
         text_col=text_col,
         mask_col=mask_col,
         regions_col=regions_col,
+        images=images,
     )
     _check_sample(sample)
     return pick(_settle(drafts), sample, seed)
@@ -426,14 +430,18 @@ def _manifest_drafts(
     mask_col: str | None,
     rows: list[dict[str, Any]] | None = None,
     regions_col: str | None = None,
+    images: bool = True,
 ) -> list[_Draft]:
     rows = read_table(path) if rows is None else rows
     if not rows:
         raise UsageError(f"manifest {path} has no rows")
     columns = list(rows[0])
+    image_key: str | None = image_col
+    if not images and image_col not in columns:
+        image_key = None  # tree models alone: rows without images
     for flag, col in (
         ("--id-col", id_col),
-        ("--image-col", image_col),
+        ("--image-col", image_key),
         ("--target-col", target_col),
         ("--text-col", text_col),
         ("--mask-col", mask_col),
@@ -455,7 +463,7 @@ def _manifest_drafts(
 
     drafts = []
     for n, r in enumerate(rows, start=1):
-        image = resolve(r[image_col])
+        image = None if image_key is None else resolve(r[image_key])
         s = Sample(
             id="",
             image_path=image or "",
@@ -465,7 +473,9 @@ def _manifest_drafts(
             row=r,
             regions_path=None if regions_col is None else resolve(r[regions_col]),
         )
-        source = f"row {n} of manifest {path} ({r[image_col]!r})"
+        source = f"row {n} of manifest {path}" + (
+            "" if image_key is None else f" ({r[image_key]!r})"
+        )
         if id_col in r and not blank(r[id_col]):
             raw_id = str(r[id_col]).strip()
             source = f"row {n} of manifest {path} (id {raw_id!r})"
@@ -574,6 +584,7 @@ def from_manifests(
     sample: int | None = None,
     seed: int = 0,
     regions_col: str | None = None,
+    images: bool = True,
 ) -> list[Sample]:
     """Samples from one manifest (:func:`from_manifest`) or several joined on ``id_col``
     (:func:`join_manifests`; default ``id``). Relative paths are relative to the folder of the
@@ -589,6 +600,7 @@ def from_manifests(
             sample=sample,
             seed=seed,
             regions_col=regions_col,
+            images=images,
         )
     _check_sample(sample)
     key = id_col or "id"
@@ -602,6 +614,7 @@ def from_manifests(
         mask_col=mask_col,
         rows=rows,
         regions_col=regions_col,
+        images=images,
     )
     return pick(_settle(drafts), sample, seed)
 
@@ -617,6 +630,7 @@ def from_rows(
     regions_col: str | None = None,
     sample: int | None = None,
     seed: int = 0,
+    images: bool = True,
 ) -> list[Sample]:
     """Samples from rows already in memory (a DataFrame's records), as :func:`from_manifest`
     reads a file's; relative paths are relative to the current folder."""
@@ -630,5 +644,6 @@ def from_rows(
         mask_col=mask_col,
         rows=[dict(r) for r in rows],
         regions_col=regions_col,
+        images=images,
     )
     return pick(_settle(drafts), sample, seed)

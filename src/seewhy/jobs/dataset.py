@@ -1430,7 +1430,7 @@ def _columns() -> tuple[Any, ...]:
 def dataset(
     manifest: Any,
     model: Any,
-    methods: str | Sequence[str] = "gradcam",
+    methods: str | Sequence[str] | None = None,
     *,
     target: str = "pred",
     out: str | Path = "seewhy-out",
@@ -1462,7 +1462,8 @@ def dataset(
             (relative image paths are then relative to the current folder).
         model: a model card / arch string, a loaded :class:`~seewhy.core.model.Model` or an
             ``nn.Module``, or a list of them.
-        methods: method names, a comma list or a list (settings in brackets).
+        methods: method names, a comma list or a list (settings in brackets); ``None``:
+            gradcam for torch models, tree-shap for tree models.
         workers: DataLoader worker processes (default 0 here: notebooks often cannot fork).
 
     Other arguments are the flags of ``seewhy dataset`` (SPEC sections 2 and 8).
@@ -1472,9 +1473,15 @@ def dataset(
         ``.summary``, ``.report()``; it displays itself in Jupyter.
     """
     from seewhy.data.samples import from_manifests, from_rows
+    from seewhy.jobs.trees import is_tree
     from seewhy.methods.registry import split_method_specs
+    from seewhy.models.tabular import is_tabular_spec
 
     names = list(region_names) if region_names else None
+    models = model if isinstance(model, (list, tuple)) else [model]
+    trees_only = all(
+        is_tree(m) or (isinstance(m, (str, Path)) and is_tabular_spec(m)) for m in models
+    )
     if hasattr(manifest, "to_dict") and hasattr(manifest, "columns"):  # a pandas DataFrame
         samples = from_rows(
             manifest.to_dict(orient="records"),
@@ -1485,6 +1492,7 @@ def dataset(
             regions_col=regions_col,
             sample=sample,
             seed=seed,
+            images=not trees_only,
         )
         paths: list[Path] = []
     else:
@@ -1498,11 +1506,13 @@ def dataset(
             regions_col=regions_col,
             sample=sample,
             seed=seed,
+            images=not trees_only,
         )
-    models = model if isinstance(model, (list, tuple)) else [model]
     specs = [str(m) for m in models if isinstance(m, (str, Path))]
     opts = DatasetOptions(
-        methods=split_method_specs(methods if isinstance(methods, str) else ",".join(methods)),
+        methods=split_method_specs(methods if isinstance(methods, str) else ",".join(methods))
+        if methods
+        else [],
         target=target,
         layer=layer,
         out=Path(out),
@@ -1526,10 +1536,13 @@ def dataset(
     )
     loaded = None
     if len(specs) != len(models):  # loaded models or modules
-        from seewhy.api import as_model
+        from seewhy.api import as_model, load_model
         from seewhy.data.samples import unique_ids
 
-        loaded = [as_model(m) for m in models]
+        loaded = [
+            load_model(m) if isinstance(m, (str, Path)) else m if is_tree(m) else as_model(m)
+            for m in models
+        ]
         for m, name in zip(loaded, unique_ids([m.name for m in loaded]), strict=True):
             m.name = name
     outcome = run_dataset(samples, specs, opts, loaded=loaded)
@@ -1641,7 +1654,19 @@ class CohortView:
         if c.get("description"):
             parts.append(f"<p>{escape(str(c['description']))}</p>")
         if c.get("figure"):
-            parts.append(_img(self.out / c["figure"], 360, "mean map"))
+            tree = "mean_map" not in c and bool(c.get("features"))
+            caption = "SHAP values of its rows" if tree else "mean map"
+            parts.append(_img(self.out / c["figure"], 560 if tree else 360, caption))
+        if c.get("features"):
+            rows = "".join(
+                f"<tr><td>{escape(str(f['name']))}</td><td>{f['score']:+.4g}</td>"
+                f"<td>{f['abs_score']:.4g}</td></tr>"
+                for f in c["features"][:12]
+            )
+            parts.append(
+                "<table><tr><th>feature</th><th>mean attribution</th><th>mean |attribution|</th>"
+                f"</tr>{rows}</table>"
+            )
         cells = []
         for m in c.get("members", [])[:12]:
             if m.get("figure"):

@@ -40,6 +40,22 @@ def is_tabular_arch(arch: str) -> bool:
     return bool(sep) and kind.strip().lower() in KINDS
 
 
+def is_tabular_spec(spec: str | Path) -> bool:
+    """Whether a ``--model`` value names a tree model: an arch string such as
+    ``lightgbm:m.txt``, or a card whose ``arch`` is one (a card that cannot be read: no, the
+    loader then says why)."""
+    text = str(spec)
+    if not text.lower().endswith(".toml"):
+        return is_tabular_arch(text)
+    import tomllib
+
+    try:
+        card = tomllib.loads(Path(text).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return is_tabular_arch(str(card.get("arch") or ""))
+
+
 def load_tabular(
     card: Mapping[str, Any],
     base: Path,
