@@ -347,8 +347,8 @@ def _explain_tree(
     import torch
 
     from seewhy.core.errors import MethodNotApplicableError
-    from seewhy.jobs.trees import TREE_METHOD, check_target, shap_values
     from seewhy.methods.registry import canonical_name, create_method, for_trees
+    from seewhy.methods.tabular import TREE_METHOD, check_target, shap_values
 
     given = split_method_specs(methods) if isinstance(methods, str) else list(methods)
     names = [canonical_name(m) if isinstance(m, str) else m.name for m in given]

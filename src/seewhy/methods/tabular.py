@@ -23,6 +23,8 @@ from seewhy.core.errors import UsageError
 from seewhy.methods.registry import register
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
 
     from seewhy.core.trees import TabularModel
@@ -49,7 +51,10 @@ class TreeShapResult:
     background: int
 
 
-@register("tree-shap", "treeshap", "tree-explainer")
+TREE_METHOD = "tree-shap"
+
+
+@register(TREE_METHOD, "treeshap", "tree-explainer")
 @dataclass(frozen=True)
 class TreeShap:
     """``tree-shap`` (and ``shap`` on a tree model): shap's TreeExplainer.
@@ -157,6 +162,83 @@ class TreeShap:
         if not 0 <= index < n_classes:
             raise UsageError(f"target {target}: the model has classes 0..{n_classes - 1}")
         return np.full(n, index)
+
+
+def n_classes(model: TabularModel) -> int:
+    """How many classes a tree classifier scores (1 for a regressor)."""
+    import numpy as np
+
+    if model.task != "classification":
+        return 1
+    if model.labels:
+        return max(2, len(model.labels))
+    return int(model.predict(np.zeros((1, len(model.columns))))[0].shape[-1])
+
+
+def check_target(model: TabularModel, target: str) -> None:
+    """Refuse, before any work, a target a tree model cannot explain (SPEC section 4).
+
+    Raises:
+        UsageError: a regressor and anything but ``pred``, ``value``, ``-value``; a
+            classifier and a class it lacks, or ``value`` / ``-value``.
+    """
+    t = str(target).strip()
+    if model.task == "regression":
+        if t not in ("pred", "value", "-value"):
+            raise UsageError(
+                f"--target {t}: model {model.name} is a tree regressor; use value or -value"
+            )
+        return
+    if t in ("pred", "true"):
+        return
+    if t in ("value", "-value"):
+        raise UsageError(
+            f"--target {t} is for regressors; model {model.name} is a tree classifier: use "
+            "pred, true, a class index or a label"
+        )
+    k = n_classes(model)
+    if t.lstrip("-").isdigit():
+        if not 0 <= int(t) < k:
+            raise UsageError(f"--target {t}: model {model.name} has classes 0..{k - 1}")
+        return
+    if not model.labels or t not in model.labels:
+        names = ", ".join(model.labels) if model.labels else f"0..{k - 1}"
+        raise UsageError(f"--target {t}: model {model.name} has no class {t!r} ({names})")
+
+
+def true_classes(model: TabularModel, truth: Sequence[Any]) -> np.ndarray:
+    """Each row's true class index (``--target true``), from its true label."""
+    import numpy as np
+
+    labels = list(model.labels or [])
+    out = []
+    for t in truth:
+        text = str(t)
+        if text in labels:
+            out.append(labels.index(text))
+        elif text.lstrip("-").isdigit():
+            out.append(int(text))
+        else:
+            raise UsageError(f"--target true: the row's true label {text!r} is not a class")
+    return np.asarray(out, dtype=np.int64)
+
+
+def shap_values(
+    model: TabularModel,
+    method: TreeShap,
+    x: np.ndarray,
+    *,
+    target: str,
+    truth: Sequence[Any] = (),
+    background: np.ndarray | None = None,
+) -> TreeShapResult:
+    """``tree-shap`` on the rows ``x`` for the run's target (``true``: each row's class)."""
+    t = str(target).strip()
+    classes = true_classes(model, truth) if t == "true" else None
+    index: str | int = int(t) if t.lstrip("-").isdigit() else t
+    if t == "true":
+        index = "pred"
+    return method(model, x, background=background, target=index, classes=classes)
 
 
 def _data(model: TabularModel, x: Any) -> Any:
