@@ -1174,6 +1174,27 @@ def _agreement_table(items: list[dict[str, Any]]) -> Table | None:
 
 
 # -- the page -------------------------------------------------------------------------------
+def _importance(items: list[dict[str, Any]], figures: _Figures) -> list[dict[str, Any]]:
+    """``importance[]`` of an explain run: per tree model, its summary figure and its
+    features' mean SHAP and mean |SHAP| over the rows explained."""
+    out = []
+    for item in items:
+        rows = item.get("rows")
+        count = f" over {rows} rows" if _is_number(rows) else ""
+        title = f"{item.get('model')} · {item.get('method', 'tree-shap')}{count}"
+        ref = item.get("figure")
+        out.append(
+            {
+                "title": title,
+                "figure": figures.figure(ref, f"SHAP values of {item.get('model')}")
+                if ref
+                else None,
+                "table": _tree_features(item.get("features")),
+            }
+        )
+    return out
+
+
 def _page(out: Path) -> dict[str, Any]:
     """Everything report.html.j2 shows, as plain data."""
     summary = _load_summary(out)
@@ -1208,6 +1229,9 @@ def _page(out: Path) -> dict[str, Any]:
         sections.append(("agreement", "Agreement between models"))
     if cohorts:
         sections.append(("cohorts", "Cohorts"))
+    importance = _items(summary, "importance") if dataset is None else []
+    if importance:
+        sections.append(("importance", "What drives each tree model"))
     if pairs:
         sections.append(("side-by-side", "Image model beside tree model"))
     if dataset is not None:
@@ -1238,6 +1262,7 @@ def _page(out: Path) -> dict[str, Any]:
             else None
         ),
         "side_by_side": _side_by_side(pairs, region_names) if pairs else None,
+        "importance": _importance(importance, figures) if importance else None,
         "explained": (
             _explained(samples, results, figures, trees) if dataset is not None else None
         ),
