@@ -1055,6 +1055,11 @@ class _Job:
                 background=self.tree_background.get(t.name),
                 seed=self.opts.seed,
                 figure=path if self.opts.figures else None,
+                known={
+                    i: r["attributions"][0]
+                    for i, r in self.explained.get(t.name, {}).items()
+                    if r.get("attributions")
+                },
             )
             if entry.get("figure"):
                 entry["figure"] = self.out.rel(entry["figure"])

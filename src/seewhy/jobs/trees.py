@@ -250,34 +250,43 @@ def importance(
     background: np.ndarray | None,
     seed: int,
     figure: Path | None,
+    known: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """What drives the model over the whole table: ``tree-shap`` on up to
     :data:`IMPORTANCE_ROWS` rows drawn by ``seed``; the mean signed and mean absolute value per
-    feature, and the beeswarm + bar figure when ``figure`` is given."""
+    feature, and the beeswarm + bar figure when ``figure`` is given. ``known``: row id -> its
+    ``attributions[]`` entry, already computed by the run with the same settings (every row
+    explained): those rows' values are read, not computed again."""
     from seewhy.jobs.cohorts import mean_features
 
     n = len(rows.samples)
     pick = sorted(random.Random(seed).sample(range(n), min(n, IMPORTANCE_ROWS)))
     x = rows.x[pick]
-    result = shap_values(
-        model,
-        method,
-        x,
-        target=target,
-        truth=[rows.truth[i] for i in pick],
-        background=background,
-    )
-    scores = {c: [float(v) for v in result.values[:, j]] for j, c in enumerate(model.columns)}
+    ids = [rows.samples[i].id for i in pick]
+    if known is not None and all(i in known for i in ids):
+        values, _ = matrices([known[i] for i in ids], model.columns)
+        algorithm = str(known[ids[0]].get("algorithm")) if ids else "tree_path_dependent"
+    else:
+        result = shap_values(
+            model,
+            method,
+            x,
+            target=target,
+            truth=[rows.truth[i] for i in pick],
+            background=background,
+        )
+        values, algorithm = result.values, result.algorithm
+    scores = {c: [float(v) for v in values[:, j]] for j, c in enumerate(model.columns)}
     entry: dict[str, Any] = {
         "model": model.name,
         "method": TREE_METHOD,
         "rows": len(pick),
-        "algorithm": result.algorithm,
+        "algorithm": algorithm,
         "features": mean_features(scores),
     }
     if figure is not None and summary_figure(
         figure,
-        result.values,
+        values,
         x,
         model.columns,
         f"{model.name} · {TREE_METHOD} · {len(pick)} rows",
