@@ -231,11 +231,8 @@ def test_a_pickled_forest_needs_trust(proj: Path, tmp_path: Path) -> None:
 
 
 # -- defects -------------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a rerun keeps interventional SHAP values computed against a background "
-    "row's old cells",
-)
+# review defect (fixed): a rerun keeps interventional SHAP values computed against a background
+# row's old cells
 def test_rerun_redoes_rows_when_a_background_row_changes(proj: Path, tmp_path: Path) -> None:
     shutil.copy(proj / "reg.txt", tmp_path / "reg.txt")
     shutil.copy(proj / "reg.toml", tmp_path / "reg.toml")
@@ -259,11 +256,8 @@ def test_rerun_redoes_rows_when_a_background_row_changes(proj: Path, tmp_path: P
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: an XGBoost multi:softmax model's class indices are read as P(positive) "
-    "(class 2 becomes 'mid' with score 2.0)",
-)
+# review defect (fixed): an XGBoost multi:softmax model's class indices are read as P(positive)
+# (class 2 becomes 'mid' with score 2.0)
 def test_xgboost_multi_softmax_predictions(proj: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, text, exc = cli(
@@ -283,11 +277,8 @@ def test_xgboost_multi_softmax_predictions(proj: Path, tmp_path: Path) -> None:
         assert 0.0 <= r["prediction"]["score"] <= 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: an XGBoost binary:logitraw model's margins are read as probabilities "
-    "(scores > 1, the label by margin > 0.5)",
-)
+# review defect (fixed): an XGBoost binary:logitraw model's margins are read as probabilities
+# (scores > 1, the label by margin > 0.5)
 def test_xgboost_logitraw_scores_are_probabilities(proj: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, text, exc = cli(
@@ -306,11 +297,8 @@ def test_xgboost_logitraw_scores_are_probabilities(proj: Path, tmp_path: Path) -
         assert r["prediction"]["label"] == ("pricey" if m > 0 else "cheap")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a binary tree card with one positive label (SPEC 3) names the negative "
-    "class after it and the positive class '1'",
-)
+# review defect (fixed): a binary tree card with one positive label (SPEC 3) names the negative
+# class after it and the positive class '1'
 def test_binary_tree_with_one_positive_label(proj: Path, tmp_path: Path) -> None:
     shutil.copy(proj / "xgbbin.json", tmp_path / "xgbbin.json")
     shutil.copy(proj / "rows.csv", tmp_path / "rows.csv")
@@ -327,11 +315,8 @@ def test_binary_tree_with_one_positive_label(proj: Path, tmp_path: Path) -> None
         assert (r["prediction"]["label"] == "pricey") == positive, r["prediction"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a scikit-learn classifier's card labels are not checked against its "
-    "classes_ (another order silently mislabels every row)",
-)
+# review defect (fixed): a scikit-learn classifier's card labels are not checked against its
+# classes_ (another order silently mislabels every row)
 def test_sklearn_card_labels_in_another_order_than_classes(proj: Path, tmp_path: Path) -> None:
     shutil.copy(proj / "named.skops", tmp_path / "named.skops")
     shutil.copy(proj / "rows.csv", tmp_path / "rows.csv")
@@ -356,11 +341,8 @@ def test_sklearn_card_labels_in_another_order_than_classes(proj: Path, tmp_path:
     assert got == dict(zip(df.index, own, strict=True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a scikit-learn classifier without card labels is labelled 0..C-1, not by "
-    "its classes_, so its true labels fail every row",
-)
+# review defect (fixed): a scikit-learn classifier without card labels is labelled 0..C-1, not by
+# its classes_, so its true labels fail every row
 def test_sklearn_labels_default_to_the_model_classes(proj: Path, tmp_path: Path) -> None:
     shutil.copy(proj / "named.skops", tmp_path / "named.skops")
     shutil.copy(proj / "rows.csv", tmp_path / "rows.csv")
@@ -374,11 +356,8 @@ def test_sklearn_labels_default_to_the_model_classes(proj: Path, tmp_path: Path)
     assert labels <= set(LABELS3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a card whose labels are more or fewer than the tree model's classes is not "
-    "refused",
-)
+# review defect (fixed): a card whose labels are more or fewer than the tree model's classes is
+# not refused
 @pytest.mark.parametrize("labels", [["low", "mid"], ["low", "mid", "high", "extra"]])
 def test_card_labels_count_is_checked_against_the_model(
     proj: Path, tmp_path: Path, labels: list[str]
@@ -393,11 +372,8 @@ def test_card_labels_count_is_checked_against_the_model(
     assert exc is None and code == 2, text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a multiclass booster under task = regression reports P(class 0) as the "
-    "regression value",
-)
+# review defect (fixed): a multiclass booster under task = regression reports P(class 0) as the
+# regression value
 def test_card_task_is_checked_against_the_model(proj: Path, tmp_path: Path) -> None:
     shutil.copy(proj / "lgb3.txt", tmp_path / "lgb3.txt")
     shutil.copy(proj / "rows.csv", tmp_path / "rows.csv")
@@ -409,11 +385,8 @@ def test_card_task_is_checked_against_the_model(proj: Path, tmp_path: Path) -> N
     assert exc is None and code == 2, text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a skops file holding no tree model (LinearRegression: a traceback; a dict: "
-    "every row fails) is not refused when loaded",
-)
+# review defect (fixed): a skops file holding no tree model (LinearRegression: a traceback; a
+# dict: every row fails) is not refused when loaded
 @pytest.mark.parametrize("name", ["linear", "adict"])
 def test_a_skops_file_without_a_tree_model_exits_2(proj: Path, tmp_path: Path, name: str) -> None:
     code, text, exc = cli(
@@ -424,11 +397,8 @@ def test_a_skops_file_without_a_tree_model_exits_2(proj: Path, tmp_path: Path, n
     assert code == 2, text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a skops file with non-scikit-learn types stays refused with "
-    "--trust-checkpoint, which its message says to pass",
-)
+# review defect (fixed): a skops file with non-scikit-learn types stays refused with --trust-
+# checkpoint, which its message says to pass
 def test_trust_checkpoint_loads_a_skops_file_with_other_types(tmp_path: Path) -> None:
     x, y = _table(60, 5)
     sio.dump(xgb.XGBRegressor(n_estimators=3, max_depth=2).fit(x, y), tmp_path / "x.skops")
@@ -444,11 +414,8 @@ def test_trust_checkpoint_loads_a_skops_file_with_other_types(tmp_path: Path) ->
     assert exc is None and code == 0, text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a feature cell like 1e400 (inf) is written to summary.json as Infinity, "
-    "which is not JSON",
-)
+# review defect (fixed): a feature cell like 1e400 (inf) is written to summary.json as Infinity,
+# which is not JSON
 def test_an_infinite_feature_cell_keeps_summary_json_valid(proj: Path, tmp_path: Path) -> None:
     shutil.copy(proj / "reg.txt", tmp_path / "reg.txt")
     shutil.copy(proj / "reg.toml", tmp_path / "reg.toml")
@@ -468,11 +435,8 @@ def test_an_infinite_feature_cell_keeps_summary_json_valid(proj: Path, tmp_path:
     json.loads((tmp_path / "o" / "summary.json").read_text(encoding="utf-8"), parse_constant=strict)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: --target true without --target-col on a tree model says \"true label 'None' "
-    'is not a class" instead of naming --target-col',
-)
+# review defect (fixed): --target true without --target-col on a tree model says "true label
+# 'None' is not a class" instead of naming --target-col
 def test_target_true_without_target_col_names_the_flag(proj: Path, tmp_path: Path) -> None:
     code, text, exc = cli(
         proj, "dataset", "rows.csv", "-m", "lgb3.toml", "--target", "true",
@@ -482,11 +446,8 @@ def test_target_true_without_target_col_names_the_flag(proj: Path, tmp_path: Pat
     assert "--target-col" in text, text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: one null in a Parquet class-index column makes its cells 1.0/2.0, and "
-    "every row fails instead of the blank one",
-)
+# review defect (fixed): one null in a Parquet class-index column makes its cells 1.0/2.0, and
+# every row fails instead of the blank one
 def test_parquet_class_column_with_a_null_fails_only_that_row(proj: Path, tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")
     shutil.copy(proj / "lgb3.txt", tmp_path / "lgb3.txt")
@@ -504,11 +465,8 @@ def test_parquet_class_column_with_a_null_fails_only_that_row(proj: Path, tmp_pa
     assert [json.loads(e)["id"] for e in errors] == ["r03"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: seewhy.dataset with the same loaded tree model twice names both 'reg-2' "
-    "(and renames the caller's object)",
-)
+# review defect (fixed): seewhy.dataset with the same loaded tree model twice names both 'reg-2'
+# (and renames the caller's object)
 def test_python_dataset_with_one_tree_model_twice(proj: Path, tmp_path: Path) -> None:
     import seewhy
 
@@ -527,11 +485,8 @@ def test_python_dataset_with_one_tree_model_twice(proj: Path, tmp_path: Path) ->
     assert tree.name == "reg"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a LightGBM model fitted on a column 'living area' stores 'living_area'; the "
-    "card cannot name the manifest's column",
-)
+# review defect (fixed): a LightGBM model fitted on a column 'living area' stores 'living_area';
+# the card cannot name the manifest's column
 def test_lightgbm_feature_name_with_a_space(proj: Path, tmp_path: Path) -> None:
     x, y = _table(N_TRAIN, 0)
     x = x.rename(columns={"sqft": "living area"})
@@ -550,11 +505,8 @@ def test_lightgbm_feature_name_with_a_space(proj: Path, tmp_path: Path) -> None:
     assert exc is None and code == 0, text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a LightGBM model with a pandas categorical feature fails every row ('not a "
-    "number') instead of reading it or refusing the model up front",
-)
+# review defect (fixed): a LightGBM model with a pandas categorical feature fails every row ('not
+# a number') instead of reading it or refusing the model up front
 def test_lightgbm_categorical_feature(tmp_path: Path) -> None:
     rng = np.random.default_rng(6)
     df = pd.DataFrame(
@@ -586,11 +538,8 @@ def test_lightgbm_categorical_feature(tmp_path: Path) -> None:
         assert got[sid]["prediction"]["value"] == pytest.approx(own[k])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a --quiet run of a binary LightGBM model prints shap's UserWarning about "
-    "its output format",
-)
+# review defect (fixed): a --quiet run of a binary LightGBM model prints shap's UserWarning about
+# its output format
 def test_quiet_run_of_a_binary_lightgbm_prints_no_shap_warning(proj: Path, tmp_path: Path) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -603,11 +552,8 @@ def test_quiet_run_of_a_binary_lightgbm_prints_no_shap_warning(proj: Path, tmp_p
     assert not shown, shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a dataset run's report shows importance[] only as a figure: with "
-    "--no-figures it shows nothing of what drives the tree model",
-)
+# review defect (fixed): a dataset run's report shows importance[] only as a figure: with --no-
+# figures it shows nothing of what drives the tree model
 def test_report_overview_shows_tree_importance_without_figures(proj: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
     code, text, exc = cli(

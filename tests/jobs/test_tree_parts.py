@@ -149,7 +149,7 @@ def test_gradient_methods_and_bad_rows_are_refused_on_a_tree_model(booster_folde
         seewhy.explain(model, x[:3, :2], methods="tree-shap")
     with pytest.raises(UsageError, match="column 'b' holds 'abc', not a number"):
         seewhy.explain(model, [{"a": 1, "b": "abc", "c": 0}], methods="tree-shap")
-    with pytest.raises(UsageError, match="tree regressor; use value or -value"):
+    with pytest.raises(UsageError, match="tree regressor with one output; use value or -value"):
         seewhy.explain(model, x[:3], methods="tree-shap", target=2)
     from seewhy.api import as_model
 

@@ -85,12 +85,15 @@ class TabularModel:
 
         out = np.empty(len(self.columns), dtype=np.float64)
         for j, c in enumerate(self.columns):
-            if c not in row:
+            key: Any = c
+            if c not in row:  # LightGBM stores a column 'living area' as living_area
+                key = next((k for k in row if str(k).replace(" ", "_") == c), None)
+            if key is None:
                 raise UsageError(
                     f"no column '{c}', which model {self.name} takes; its columns are "
                     f"{', '.join(self.columns)}"
                 )
-            v = row[c]
+            v = row[key]
             if v is None or (isinstance(v, str) and not v.strip()):
                 out[j] = np.nan
                 continue
@@ -100,6 +103,10 @@ class TabularModel:
                 raise UsageError(
                     f"column '{c}' holds {v!r}, not a number (model {self.name})"
                 ) from None
+            if np.isinf(out[j]):
+                raise UsageError(
+                    f"column '{c}' holds {v!r}, not a finite number (model {self.name})"
+                )
         return out
 
     def predict(self, x: Any) -> Any:
@@ -110,7 +117,15 @@ class TabularModel:
         if self.kind == "xgboost":
             import xgboost as xgb
 
-            out = est.predict(xgb.DMatrix(x, feature_names=self.columns))
+            data = xgb.DMatrix(x, feature_names=est.feature_names or self.columns)
+            if self.task == "classification":  # margins to probabilities, whatever the
+                # objective outputs (multi:softmax class indices, binary:logitraw margins)
+                margin = np.asarray(est.predict(data, output_margin=True), dtype=np.float64)
+                if margin.ndim == 1:
+                    return _binary(1.0 / (1.0 + np.exp(-margin)))
+                shifted = np.exp(margin - margin.max(axis=1, keepdims=True))
+                return shifted / shifted.sum(axis=1, keepdims=True)
+            out = est.predict(data)
         elif self.kind == "lightgbm":
             out = est.predict(x)
         elif self.task == "classification":
@@ -119,8 +134,15 @@ class TabularModel:
             out = est.predict(_frame(x, self.columns, est))
         out = np.asarray(out, dtype=np.float64)
         if self.task == "classification" and out.ndim == 1:  # binary: P(positive)
-            out = np.stack([1.0 - out, out], axis=1)
+            out = _binary(out)
         return out
+
+
+def _binary(positive: Any) -> Any:
+    """``[N]`` probabilities of the positive class to ``[N, 2]`` (negative, positive)."""
+    import numpy as np
+
+    return np.stack([1.0 - positive, positive], axis=1)
 
 
 def _frame(x: Any, columns: list[str], est: Any) -> Any:

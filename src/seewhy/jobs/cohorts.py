@@ -270,13 +270,26 @@ def true_value(
     text = str(value).strip()
     if text in labels:
         return text
-    if text.lstrip("-").isdigit() and 0 <= int(text) < classes:
-        return labels[int(text)] if labels else text
+    index = _class_index(text)
+    if index is not None and 0 <= index < classes:
+        return labels[index] if labels else str(index)
     known = ", ".join(labels) if labels else f"0..{classes - 1}"
     raise UsageError(
         f"the target column '{column}' holds {text!r}, which is not one of the "
         f"model's classes ({known}); fix the card's labels or the column"
     )
+
+
+def _class_index(text: str) -> int | None:
+    """A class index written as an integer: ``2``, or ``2.0`` (a Parquet column of indices
+    with a null in it is read as floats)."""
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
 def mean_features(scores: dict[str, list[float]]) -> list[dict[str, Any]]:

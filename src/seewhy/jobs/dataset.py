@@ -401,7 +401,7 @@ def run_dataset(
         raise UsageError("the manifest has no rows to explain")
     if opts.out.exists() and not opts.out.is_dir():
         raise UsageError(f"--out {opts.out} is a file, not a folder; pass a folder name")
-    from seewhy.jobs.trees import check_target, is_tree, split_methods
+    from seewhy.jobs.trees import check_run, is_tree, split_methods
 
     every: list[Any] = list(loaded) if loaded is not None else load_models(model_specs, opts)
     trees = [m for m in every if is_tree(m)]
@@ -414,8 +414,7 @@ def run_dataset(
         every = [heads.get(m.name, m) if not is_tree(m) else m for m in every]
         models = [head for head, _ in picked]
         opts = dataclasses.replace(opts, target=str(picked[0][1]))
-    for t in trees:
-        check_target(t, opts.target)
+    check_run(trees, opts.target, samples)
     for m in models:
         if m.task == "multilabel" and opts.target_col:
             raise UsageError(
@@ -489,6 +488,7 @@ class _Job:
 
     def __post_init__(self) -> None:
         from seewhy.jobs.trees import background_rows, is_tree, read_rows
+        from seewhy.jobs.trees import stamp as tree_stamp
 
         self.by_id = {s.id: s for s in self.samples}
         self.order = {s.id: k for k, s in enumerate(self.samples)}
@@ -498,12 +498,14 @@ class _Job:
             t.name: read_rows(t, self.samples, self.tree_truth(t)) for t in self.trees
         }
         self.tree_background: dict[str, Any] = {}
-        tree_background: dict[str, list[str]] = {}
+        tree_background: dict[str, list[Any]] = {}
         for t in self.trees:
             ids, rows = background_rows(
                 self.tree_rows[t.name], self.opts.n_background, self.opts.seed
             )
-            tree_background[t.name], self.tree_background[t.name] = ids, rows
+            self.tree_background[t.name] = rows
+            # the rows' cells too: a background row edited changes every row's values
+            tree_background[t.name] = [[i, tree_stamp(t, self.by_id[i], None)[1]] for i in ids]
         self.helper = _Run(
             models=self.torch,
             layers=self.layers,
@@ -1541,11 +1543,17 @@ def dataset(
     )
     loaded = None
     if len(specs) != len(models):  # loaded models or modules
+        import copy
+
         from seewhy.api import as_model, load_model
         from seewhy.data.samples import unique_ids
 
-        loaded = [
-            load_model(m) if isinstance(m, (str, Path)) else m if is_tree(m) else as_model(m)
+        loaded = [  # copies: the names made unique below are this run's, not the caller's
+            load_model(m)
+            if isinstance(m, (str, Path))
+            else copy.copy(m)
+            if is_tree(m)
+            else copy.copy(as_model(m))
             for m in models
         ]
         for m, name in zip(loaded, unique_ids([m.name for m in loaded]), strict=True):

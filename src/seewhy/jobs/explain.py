@@ -263,7 +263,7 @@ def run_explain(
         raise UsageError("no images to explain: pass IMAGE paths or --data MANIFEST")
     if opts.out.exists() and not opts.out.is_dir():
         raise UsageError(f"--out {opts.out} is a file, not a folder; pass a folder name")
-    from seewhy.jobs.trees import check_target, is_tree, split_methods
+    from seewhy.jobs.trees import check_run, is_tree, split_methods
 
     every: list[Any] = list(loaded) if loaded is not None else load_models(model_specs, opts)
     trees = [m for m in every if is_tree(m)]
@@ -274,8 +274,7 @@ def run_explain(
     if any(head is not m for (head, _), m in zip(picked, models, strict=True)):
         models = [head for head, _ in picked]
         opts = dataclasses.replace(opts, target=str(picked[0][1]))
-    for t in trees:
-        check_target(t, opts.target)
+    check_run(trees, opts.target, samples)
     layers = _validate(models, opts, samples) if models else {}
     out = OutputFolder(opts.out)
     out.root.mkdir(parents=True, exist_ok=True)

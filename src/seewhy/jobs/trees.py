@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seewhy.core.errors import MethodNotApplicableError, UsageError
-from seewhy.methods.tabular import TREE_METHOD, check_target, n_classes, shap_values
+from seewhy.methods.tabular import (
+    TREE_METHOD,
+    check_target,
+    n_classes,
+    shap_values,
+    tree_target,
+)
 
 __all__ = [
     "TREE_METHOD",
@@ -92,6 +98,35 @@ def split_methods(
             "on a torch model)"
         )
     return (torch_names if torch_models else []), ([TREE_METHOD] if trees else [])
+
+
+def check_run(trees: Sequence[TabularModel], target: str, samples: Sequence[Sample]) -> None:
+    """Refuse, before any work, what no row of the run can do: a target a tree model cannot
+    explain, ``--target true`` without true values, a column of a model's that the manifest
+    lacks altogether.
+
+    Raises:
+        UsageError: naming the flag or the columns.
+    """
+    if not trees:
+        return
+    for t in trees:
+        check_target(t, target)
+    if str(target).strip() == "true" and any(s.truth is None for s in samples):
+        raise UsageError(
+            "--target true explains each row's true class: name its column with --target-col"
+        )
+    if not samples:
+        return
+    have = {str(k) for s in samples[:1] for k in s.row}
+    have |= {k.replace(" ", "_") for k in have}
+    for t in trees:
+        lacking = [c for c in t.columns if c not in have]
+        if lacking:
+            raise UsageError(
+                f"model {t.name} takes columns the manifest lacks: {', '.join(lacking)}; its "
+                f"columns are {', '.join(t.columns)} (the card's columns, else the model's own)"
+            )
 
 
 def stamp(model: TabularModel, sample: Sample, truth: Any) -> list[Any]:
@@ -168,7 +203,7 @@ def finite(pred: Mapping[str, Any]) -> bool:
 def explained(model: TabularModel, result: TreeShapResult, k: int, target: str) -> str:
     """What row ``k``'s values explain, as ``results[].explained`` names it."""
     if model.task == "regression" or result.class_index is None:
-        return "-value" if str(target).strip() == "-value" else "value"
+        return "-value" if tree_target(model, target) == "-value" else "value"
     return model.label(int(result.class_index[k]))
 
 

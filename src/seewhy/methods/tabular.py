@@ -16,10 +16,11 @@ raw output``).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from seewhy.core.errors import UsageError
+from seewhy.core.errors import MethodNotApplicableError, UsageError
 from seewhy.methods.registry import register
 
 if TYPE_CHECKING:
@@ -97,18 +98,28 @@ class TreeShap:
         import numpy as np
 
         shap = _shap()
-        if background is not None and len(background) >= 1:
-            explainer = shap.TreeExplainer(
-                model.estimator, data=background, feature_perturbation="interventional"
-            )
-            algorithm, n_background = "interventional", len(background)
-        else:
-            explainer = shap.TreeExplainer(
-                model.estimator, feature_perturbation="tree_path_dependent"
-            )
-            algorithm, n_background = "tree_path_dependent", 0
-        data = _data(model, x)
-        raw = explainer.shap_values(data, check_additivity=self.check_additivity)
+        target = tree_target(model, target) if classes is None else target
+        try:
+            if background is not None and len(background) >= 1:
+                explainer = shap.TreeExplainer(
+                    model.estimator, data=background, feature_perturbation="interventional"
+                )
+                algorithm, n_background = "interventional", len(background)
+            else:
+                explainer = shap.TreeExplainer(
+                    model.estimator, feature_perturbation="tree_path_dependent"
+                )
+                algorithm, n_background = "tree_path_dependent", 0
+            data = _data(model, x)
+            with warnings.catch_warnings():  # shap's notes on output formats: not the user's
+                warnings.simplefilter("ignore", UserWarning)
+                raw = explainer.shap_values(data, check_additivity=self.check_additivity)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise MethodNotApplicableError(
+                f"shap's TreeExplainer cannot explain model {model.name} "
+                f"({type(model.estimator).__name__}): {first}"
+            ) from exc
         values = np.asarray(raw, dtype=np.float64)
         base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=np.float64))
         n = len(x)
@@ -182,14 +193,17 @@ def check_target(model: TabularModel, target: str) -> None:
         UsageError: a regressor and anything but ``pred``, ``value``, ``-value``; a
             classifier and a class it lacks, or ``value`` / ``-value``.
     """
-    t = str(target).strip()
+    t = tree_target(model, target)
     if model.task == "regression":
-        if t not in ("pred", "value", "-value"):
-            raise UsageError(
-                f"--target {t}: model {model.name} is a tree regressor; use value or -value"
-            )
+        _explainable(model)
         return
+    if t == "all":
+        raise UsageError(
+            f"--target all explains every class at once; a run explains one target: run it "
+            f"once per class of model {model.name}, or use --target pred or true"
+        )
     if t in ("pred", "true"):
+        _explainable(model)
         return
     if t in ("value", "-value"):
         raise UsageError(
@@ -204,6 +218,32 @@ def check_target(model: TabularModel, target: str) -> None:
     if not model.labels or t not in model.labels:
         names = ", ".join(model.labels) if model.labels else f"0..{k - 1}"
         raise UsageError(f"--target {t}: model {model.name} has no class {t!r} ({names})")
+    _explainable(model)
+
+
+def tree_target(model: TabularModel, target: Any) -> str:
+    """The target as a tree model reads it: a regressor's output by its index ``0`` or its
+    name (the card's one label) is ``value``.
+
+    Raises:
+        UsageError: a regressor's target that is not its output (``value``, ``-value``,
+            ``pred``, ``0`` or its name).
+    """
+    t = str(target).strip()
+    if model.task != "regression" or t in ("pred", "value", "-value"):
+        return t
+    if t == "0" or (model.labels and t == model.labels[0]):
+        return "value"
+    raise UsageError(
+        f"--target {t}: model {model.name} is a tree regressor with one output; use value or -value"
+    )
+
+
+def _explainable(model: TabularModel) -> None:
+    """Refuse, before any work, a model TreeExplainer cannot explain (one row of zeros)."""
+    import numpy as np
+
+    TreeShap(check_additivity=False)(model, np.zeros((1, len(model.columns))))
 
 
 def true_classes(model: TabularModel, truth: Sequence[Any]) -> np.ndarray:

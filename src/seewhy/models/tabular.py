@@ -100,7 +100,8 @@ def load_tabular(
         )
     if not path.is_file():
         raise CheckpointError(f"model file {path} does not exist; check the card's arch")
-    estimator = _load(kind, path, suffix)
+    estimator = _load(kind, path, suffix, trust_checkpoint)
+    _check_estimator(kind, estimator, path, task)
     own = _feature_names(kind, estimator)
     columns = [str(c) for c in card.get("columns", None) or own or []]
     if not columns:
@@ -108,7 +109,7 @@ def load_tabular(
             f"{path}: the model does not record its feature names; list them in the card as "
             'columns = ["a", "b", ...]'
         )
-    if own and list(own) != columns:
+    if own and [_stored(kind, c) for c in own] != [_stored(kind, c) for c in columns]:
         missing = [c for c in own if c not in columns]
         extra = [c for c in columns if c not in own]
         detail = (
@@ -120,16 +121,113 @@ def load_tabular(
             f"the card's columns differ from the features model {path.name} was trained on "
             f"({', '.join(own)}): {detail}; fix the card's columns"
         )
-    labels = card.get("labels")
-    return TabularModel(
+    given = card.get("labels")
+    model = TabularModel(
         name=name or str(card.get("name") or path.stem),
         kind=kind,
         path=path,
         task=task,
         columns=columns,
-        labels=[str(x) for x in labels] if labels else None,
+        labels=None,
         estimator=estimator,
     )
+    model.labels = _labels(model, [str(x) for x in given] if given else None)
+    return model
+
+
+def _stored(kind: str, name: str) -> str:
+    """A feature name as the library stores it: LightGBM writes spaces as underscores."""
+    return name.replace(" ", "_") if kind == "lightgbm" else name
+
+
+def _check_estimator(kind: str, est: Any, path: Path, task: str) -> None:
+    """Refuse, when loading, what seewhy cannot read as a tree model: a scikit-learn file
+    holding no tree model, a LightGBM model with pandas categorical features, a card whose task
+    is not the model's (a classifier's objective under task = "regression" ...)."""
+    fitted = ("estimators_", "tree_", "booster_")  # forests, trees, LGBM's sklearn API
+    if kind == "sklearn" and not (
+        any(hasattr(est, a) for a in fitted) or callable(getattr(est, "get_booster", None))
+    ):
+        raise UsageError(
+            f"{path} holds a {type(est).__name__}, not a fitted tree model: tree-shap explains "
+            "decision trees, random forests, extra trees and gradient boosting (scikit-learn's, "
+            "XGBoost's or LightGBM's scikit-learn models)"
+        )
+    if kind == "lightgbm" and getattr(est, "pandas_categorical", None):
+        raise UsageError(
+            f"{path} was trained with pandas categorical features: seewhy reads numeric "
+            "columns; train on the categories' integer codes (and give those in the manifest)"
+        )
+    own = _model_task(kind, est)
+    if own is not None and own != task:
+        raise UsageError(
+            f"{path} is a {own} model ({_objective(kind, est)}), but its card says task = "
+            f'"{task}"; write task = "{own}"'
+        )
+
+
+def _objective(kind: str, est: Any) -> str:
+    """The model's objective as its library names it (``binary``, ``multi:softprob`` ...)."""
+    import json
+
+    try:
+        if kind == "lightgbm":
+            return str(est.params.get("objective") or est.dump_model(num_iteration=0)["objective"])
+        if kind == "xgboost":
+            config = json.loads(est.save_config())
+            return str(config["learner"]["objective"]["name"])
+    except Exception:  # an objective it does not record: the card's task stands
+        return ""
+    return type(est).__name__
+
+
+def _model_task(kind: str, est: Any) -> str | None:
+    """``classification`` or ``regression`` as the model itself says, ``None`` when unknown."""
+    objective = _objective(kind, est).split()[0] if _objective(kind, est) else ""
+    if kind == "sklearn":
+        return "classification" if hasattr(est, "classes_") else "regression"
+    if objective.startswith(("binary", "multi", "cross_entropy", "xentropy")):
+        return "classification"
+    if objective.startswith(
+        ("regression", "reg:", "huber", "fair", "quantile", "mape", "l1", "l2")
+    ):
+        return "regression"
+    return None
+
+
+def _labels(model: TabularModel, given: list[str] | None) -> list[str] | None:
+    """The class names of a classifier: the card's, checked against the model's own classes
+    (a scikit-learn model's ``classes_``, in their order) and their number; one positive label
+    of a binary model becomes ``[not L, L]`` (SPEC section 3). Regressors keep the card's."""
+    import numpy as np
+
+    if model.task != "classification":
+        return given
+    own = getattr(model.estimator, "classes_", None)
+    own_names = None if own is None else [str(c) for c in own]
+    try:
+        width = int(model.predict(np.zeros((1, len(model.columns))))[0].shape[-1])
+    except Exception as exc:
+        raise UsageError(
+            f"{model.path}: the model does not predict a row of {len(model.columns)} features "
+            f"({' '.join(str(exc).split())[:200]})"
+        ) from None
+    if given and len(given) == 1 and width == 2:
+        given = [f"not {given[0]}", given[0]]
+    if given is None:
+        return own_names
+    if own_names is not None and given != own_names:
+        raise UsageError(
+            f"the card's labels ({', '.join(given)}) are not the classes model "
+            f"{model.path.name} was fitted on, in its order ({', '.join(own_names)}); list "
+            "those in the card, or leave labels out"
+        )
+    if len(given) != width:
+        raise UsageError(
+            f"the card lists {len(given)} labels ({', '.join(given)}), but model "
+            f"{model.path.name} scores {width} classes; fix the card's labels"
+        )
+    return given
 
 
 def _need(module: str) -> Any:
@@ -143,7 +241,7 @@ def _need(module: str) -> Any:
         ) from exc
 
 
-def _load(kind: str, path: Path, suffix: str) -> Any:
+def _load(kind: str, path: Path, suffix: str, trust: bool = False) -> Any:
     try:
         if suffix in UNSAFE_SUFFIXES:  # trusted by the user
             joblib = _need("joblib")
@@ -159,7 +257,7 @@ def _load(kind: str, path: Path, suffix: str) -> Any:
         sio = _need("skops.io")
         untrusted = sio.get_untrusted_types(file=str(path))
         unknown = [t for t in untrusted if not t.startswith(("sklearn.", "numpy.", "scipy."))]
-        if unknown:
+        if unknown and not trust:
             raise CheckpointError(
                 f"{path} holds types that are not scikit-learn's ({', '.join(unknown[:5])}); "
                 "skops would have to run their code. Pass --trust-checkpoint if you trust it"
@@ -168,7 +266,8 @@ def _load(kind: str, path: Path, suffix: str) -> Any:
     except (CheckpointError, UsageError):
         raise
     except Exception as exc:
-        raise CheckpointError(f"cannot load {kind} model {path}: {exc}") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise CheckpointError(f"cannot load {kind} model {path}: {first}") from exc
 
 
 def _feature_names(kind: str, est: Any) -> list[str] | None:

@@ -617,6 +617,7 @@ def _overview(
     metrics: dict[str, Any],
     figures: _Figures,
     agreement: list[dict[str, Any]] | None = None,
+    importance: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The "Overview" section of a dataset run: the row counts, how the run was set up, the
     metrics per model (and each classifier's confusion matrix), the overview figure per model
@@ -681,6 +682,15 @@ def _overview(
         "figures": _overview_figures(dataset, figures),
         "agreement": _agreement_table(agreement or []),
         "predictions": {"href": figures.href(predictions), "name": str(predictions)},
+        "importance": [
+            {
+                "model": str(i.get("model")),
+                "rows": i.get("rows"),
+                "table": _tree_features(i.get("features")),
+            }
+            for i in importance or []
+            if isinstance(i, dict) and _tree_features(i.get("features")) is not None
+        ],
     }
 
 
@@ -1246,7 +1256,13 @@ def _page(out: Path) -> dict[str, Any]:
         "header": _header(summary, errors),
         "sections": [{"anchor": a, "title": t} for a, t in sections],
         "overview": (
-            _overview(dataset, metrics, figures, _items(summary, "prediction_agreement"))
+            _overview(
+                dataset,
+                metrics,
+                figures,
+                _items(summary, "prediction_agreement"),
+                _items(summary, "importance"),
+            )
             if dataset is not None
             else None
         ),
