@@ -203,3 +203,34 @@ def test_a_tree_cohort_shows_its_features_escaped(tmp_path: Path) -> None:
     html = view._repr_html_()
     assert "&lt;b&gt;x&lt;/b&gt;</td><td>-0.25</td><td>0.5</td>" in html
     assert "top &lt;decile&gt;" in html and "<b>x</b>" not in html
+
+
+def test_a_regressors_output_by_index_or_name_is_value(
+    booster_folder: Path, tmp_path: Path
+) -> None:
+    import seewhy
+
+    card = tmp_path / "named.toml"
+    card.write_text(
+        f'arch = "lightgbm:{booster_folder / "m.txt"}"\ntask = "regression"\nlabels = ["price"]\n'
+    )
+    model = seewhy.load_model(card)
+    x = np.load(booster_folder / "x.npy")[:4]
+    (value,) = seewhy.explain(model, x, methods="tree-shap", target="value")
+    for target in ("0", "price"):
+        (same,) = seewhy.explain(model, x, methods="tree-shap", target=target)
+        np.testing.assert_array_equal(same.attributions["tabular"], value.attributions["tabular"])
+
+
+def test_a_run_refuses_a_column_the_manifest_lacks_altogether(booster_folder: Path) -> None:
+    import seewhy
+    from seewhy.data.samples import Sample
+    from seewhy.jobs.trees import check_run
+
+    model = seewhy.load_model(booster_folder / "m.toml")
+    rows = [Sample(id="1", image_path="", row={"a": 1, "b": 2})]
+    with pytest.raises(UsageError, match="takes columns the manifest lacks: c; its columns"):
+        check_run([model], "value", rows)
+    with pytest.raises(UsageError, match="name its column with --target-col"):
+        clf = type(model)(**{**vars(model), "task": "classification", "labels": ["x", "y"]})
+        check_run([clf], "true", [Sample(id="1", image_path="", row={"a": 1, "b": 2, "c": 3})])
