@@ -371,11 +371,8 @@ def test_prediction_agreement_over_every_row(both_run: Run, tiles: Tiles) -> Non
     assert entry["correlation"] > 0.95
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: data.summary.validate_summary rejects the summary a tree run writes "
-    "(models[] of a tree lack 'layer', tree attributions carry features, not 'map')",
-)
+# review defect (fixed): data.summary.validate_summary rejected the summary a tree run writes
+# (models[] of a tree lack 'layer', tree attributions carry features, not 'map')
 def test_a_tree_runs_summary_passes_the_schema_check(both_run: Run) -> None:
     assert validate_summary(both_run.summary) == []
 

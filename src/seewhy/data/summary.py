@@ -48,6 +48,14 @@ _REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 
 
+_TREE_MODEL: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "arch": str,
+    "task": str,
+    "columns": list,
+}
+
+
 def validate_summary(summary: Any) -> list[str]:
     """Problems with a summary.json document against the ``seewhy/1`` schema (empty = valid)."""
     problems: list[str] = []
@@ -55,21 +63,31 @@ def validate_summary(summary: Any) -> list[str]:
         return ["summary is not a JSON object"]
     if summary.get("schema") != SCHEMA:
         problems.append(f"schema is {summary.get('schema')!r}, expected {SCHEMA!r}")
+    trees = {
+        m.get("name")
+        for m in summary.get("models", []) or []
+        if isinstance(m, dict) and m.get("kind") == "tree"
+    }
     for section, fields in _REQUIRED.items():
         items = summary.get(section)
         if not isinstance(items, list):
             problems.append(f"'{section}' is missing or not a list")
             continue
         for i, item in enumerate(items):
+            if section == "models" and isinstance(item, dict) and item.get("kind") == "tree":
+                fields = _TREE_MODEL  # a tree model has columns, not a layer
             problems.extend(_check(f"{section}[{i}]", item, fields))
     for i, r in enumerate(summary.get("results", []) or []):
         pred = r.get("prediction", {}) if isinstance(r, dict) else {}
         if not (("label" in pred and "index" in pred and "score" in pred) or "value" in pred):
             problems.append(f"results[{i}].prediction needs label/index/score or value")
+        tree = isinstance(r, dict) and r.get("model") in trees
         for j, a in enumerate(r.get("attributions", []) if isinstance(r, dict) else []):
-            problems.extend(
-                _check(f"results[{i}].attributions[{j}]", a, {"method": str, "map": str})
+            # a tree model's attribution is its features, not a map
+            need: dict[str, type | tuple[type, ...]] = (
+                {"method": str, "features": list} if tree else {"method": str, "map": str}
             )
+            problems.extend(_check(f"results[{i}].attributions[{j}]", a, need))
             if isinstance(a, dict) and "figure" in a and not isinstance(a["figure"], str):
                 problems.append(f"results[{i}].attributions[{j}].figure is not a string")
     ids = {s.get("id") for s in summary.get("samples", []) or [] if isinstance(s, dict)}
