@@ -724,6 +724,9 @@ def test_a_tree_classifier_alone_explains_each_rows_predicted_class(
         expected[f"class:{c}"] = confident([i for i in ids if label[i] == c])
     assert {c["name"]: c["sample_ids"] for c in s["cohorts"]} == expected
     assert {c["method"] for c in s["cohorts"]} == {"tree-shap"}
+    # the values explain each row's class: the words say so, not the label column's name
+    for c in s["cohorts"]:
+        assert "its class's score" in c["description"] or "no feature moves" in c["description"]
     m = s["metrics"]["clf"]
     assert m["rows"] == 120
     assert m["accuracy"] == pytest.approx(sum(truth[i] == label[i] for i in ids) / 120, abs=1e-12)

@@ -1280,8 +1280,10 @@ class _Job:
             from seewhy.jobs.cohorts import describe_features
 
             lowering = str(self.opts.target).strip() == "-value"
+            # a classifier's values explain each row's explained class, not the label column
+            what = self.what(model) if model.task == "regression" else "its class's score"
             entry["description"] = describe_features(
-                c.title, entry["features"], self.what(model), lowering=lowering
+                c.title, entry["features"], what, lowering=lowering
             )
             from seewhy.jobs.trees import matrices, summary_figure
 
