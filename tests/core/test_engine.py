@@ -246,7 +246,8 @@ def test_the_copy_leaves_the_users_model_untouched(net: ConvBN) -> None:
     before = _snapshot(net)
     twin = copy.deepcopy(net).eval()
     x = _images(6)
-    engine = ForwardEngine(Model(net), Inputs.of(x), batch_size=4)
+    # float32: under auto a CPU that computes bfloat16 natively (avx512_bf16) runs bfloat16
+    engine = ForwardEngine(Model(net), Inputs.of(x), batch_size=4, precision="float32")
     out = engine(x)
     engine.map(6, lambda a, b: Inputs.of(x[a:b] * 0.5))
     assert _same(_snapshot(net), before)
