@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +84,8 @@ class TabularModel:
         """
         import numpy as np
 
-        out = np.empty(len(self.columns), dtype=np.float64)
-        for j, c in enumerate(self.columns):
+        out: list[float] = []
+        for c in self.columns:
             key: Any = c
             if c not in row:  # LightGBM stores a column 'living area' as living_area
                 key = next((k for k in row if str(k).replace(" ", "_") == c), None)
@@ -95,19 +96,20 @@ class TabularModel:
                 )
             v = row[key]
             if v is None or (isinstance(v, str) and not v.strip()):
-                out[j] = np.nan
+                out.append(math.nan)
                 continue
             try:
-                out[j] = float(v)
+                f = float(v)
             except (TypeError, ValueError):
                 raise UsageError(
                     f"column '{c}' holds {v!r}, not a number (model {self.name})"
                 ) from None
-            if np.isinf(out[j]):
+            if math.isinf(f):
                 raise UsageError(
                     f"column '{c}' holds {v!r}, not a finite number (model {self.name})"
                 )
-        return out
+            out.append(f)
+        return np.array(out, dtype=np.float64)
 
     def predict(self, x: Any) -> Any:
         """The model's output ``[N]`` (regression) or ``[N, C]`` class probabilities."""

@@ -212,17 +212,13 @@ def attribution(
 ) -> dict[str, Any]:
     """Row ``k``'s ``attributions[]`` entry: per column its value (``None`` when blank) and
     SHAP value, the base value and which TreeExplainer algorithm ran."""
-    values = result.values[k]
+    cells, values = x[k].tolist(), result.values[k].tolist()  # Python floats, at once
     return {
         "method": TREE_METHOD,
         "params": method.params(),
         "features": [
-            {
-                "name": c,
-                "value": None if math.isnan(float(x[k, j])) else float(x[k, j]),
-                "score": float(values[j]),
-            }
-            for j, c in enumerate(model.columns)
+            {"name": c, "value": None if math.isnan(v) else v, "score": s}
+            for c, v, s in zip(model.columns, cells, values, strict=True)
         ],
         "expected_value": float(result.expected_value[k]),
         "algorithm": result.algorithm,
