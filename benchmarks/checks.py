@@ -159,7 +159,7 @@ def faithfulness_rows(args: argparse.Namespace, s: Setup) -> list[Row]:
     import quantus
 
     from seewhy.checks.faithfulness import blurred, deletion_insertion, forwards_per_sample
-    from seewhy.core.engine import ForwardEngine
+    from seewhy.core.engine import ForwardEngine, bf16_native
 
     x, bs, steps = s.x, s.bs, args.steps
     b, c, h, w = (int(v) for v in x.shape)
@@ -212,21 +212,41 @@ def faithfulness_rows(args: argparse.Namespace, s: Setup) -> list[Row]:
         flipped = (qranks[sample] < (step * fis)[:, None]).view(-1, c, h, w)
         return torch.where(flipped, lowest[sample].view(-1, 1, 1, 1), x[sample])
 
+    # bfloat16 through the engine where the CPU computes it natively (avx512_bf16, AMX): the
+    # same curves; their AUCs are compared with float32's below
+    curves: dict[str, Any] = {}
+    bf16 = bf16_native(torch.device("cpu"))
+
+    def ours_at(precision: str) -> Run:
+        def run() -> object:
+            curves[precision] = deletion_insertion(
+                s.model, s.inputs, s.maps, s.target, steps=steps, batch_size=bs, precision=precision
+            )
+            return curves[precision]
+
+        return run
+
     contenders = {
         "floor (plain eval model)": Counted(forward_floor(s.net, rows, n, bs), s.net),
         "floor (engine copy: folded, channels-last)": Counted(
             forward_floor(folded, rows_cl, n, bs), folded
         ),
-        f"seewhy deletion_insertion(steps={steps})": Counted(
-            lambda: deletion_insertion(
-                s.model, s.inputs, s.maps, s.target, steps=steps, batch_size=bs, precision="float32"
-            ),
-            s.net,
-        ),
+        f"seewhy deletion_insertion(steps={steps})": Counted(ours_at("float32"), s.net),
         f"quantus floor ({qsteps} x {b} rows)": Counted(
             forward_floor(s.net, qrows, qsteps * b, bs), s.net
         ),
     }
+    if bf16:
+        cl_floor = forward_floor(folded, rows_cl, n, bs)
+
+        def bf16_floor() -> object:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return cl_floor()
+
+        contenders["floor (engine copy, bfloat16 autocast)"] = Counted(bf16_floor, folded)
+        contenders[f"seewhy deletion_insertion(steps={steps}, precision=auto: bfloat16)"] = Counted(
+            ours_at("auto"), s.net
+        )
     t = measure(contenders, args.reps, warm(args, s))
 
     qnet = copy.deepcopy(s.net).eval()
@@ -253,12 +273,12 @@ def faithfulness_rows(args: argparse.Namespace, s: Setup) -> list[Row]:
 
     case = f"faithfulness, {b} images"
     names = list(contenders)
-    floor, floor_cl, ours, qfloor = (t[k] for k in names)
+    floor, floor_cl, ours, qfloor = (t[k] for k in names[:4])
     ours_rows = contenders[names[2]].rows
     per_row_ours, per_row_q = ours / max(ours_rows, 1), tq / max(q.rows, 1)
     curve_ours = ours / 4  # each of the four curves: steps + 1 points
     curve_q_at_steps = tq * steps / qsteps  # one quantus curve scaled to seewhy's step count
-    return [
+    out: list[Row] = [
         (
             case,
             names[0],
@@ -297,6 +317,46 @@ def faithfulness_rows(args: argparse.Namespace, s: Setup) -> list[Row]:
             f"{per_row_q / per_row_ours:.2f}x seewhy per forward",
             f"1 curve x {qsteps} steps (no step 0); {q.rows} rows counted "
             f"(minimum {qsteps} x {b}); {per_row_q * 1000:.1f} ms per row",
+        ),
+    ]
+    if not bf16:
+        return [
+            *out,
+            (
+                case,
+                "seewhy precision=bfloat16",
+                math.nan,
+                "",
+                "",
+                "not run: this CPU does not compute bfloat16 natively",
+            ),
+        ]
+    floor16, ours16 = t[names[4]], t[names[5]]
+    gap = max(
+        float((curves["auto"].aucs()[k] - curves["float32"].aucs()[k]).abs().nan_to_num(0.0).max())
+        for k in curves["float32"].aucs()
+    )
+    curve16 = ours16 / 4
+    return [
+        *out,
+        (
+            case,
+            names[4],
+            floor16,
+            f"{floor16 / floor:.2f}x",
+            "",
+            f"{contenders[names[4]].rows} rows; the engine floor's forwards, bfloat16 autocast",
+        ),
+        (
+            case,
+            names[5],
+            ours16,
+            f"{ours16 / floor:.2f}x ({ours16 / floor16:.2f}x its bfloat16 floor)",
+            f"{curve_q_at_steps / curve16:.2f}x faster than quantus per curve at {steps} steps "
+            f"({curve16:.2f} s vs {curve_q_at_steps:.2f} s); {ours / ours16:.2f}x faster than "
+            "float32",
+            f"AUCs (deletion, insertion, both random) within {gap:.4f} of float32's; "
+            f"{contenders[names[5]].rows} rows counted",
         ),
     ]
 

@@ -346,6 +346,14 @@ def check(
             "or independent (each block alone)."
         ),
     ] = "cascade",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="Deletion/insertion forwards: float32 (exact, the same on every machine) or "
+            "auto (bfloat16 where the hardware computes it natively: about 2x faster there, "
+            "AUCs within 0.01; float32 elsewhere)."
+        ),
+    ] = "float32",
     checkpoint: Checkpoint = None,
     labels: Labels = None,
     trust_checkpoint: TrustCheckpoint = False,
@@ -400,6 +408,7 @@ def check(
             randomization=randomization,
             randomization_mode=randomization_mode,
             box_cols=tuple(_split([box_cols])) if box_cols else None,
+            precision=precision,
         )
         outcome = run_check(samples, model, opts)
         if not quiet:

@@ -140,6 +140,7 @@ def test_thresholds_file_changes_the_verdict(masked: Path) -> None:
         (("--mask", "m0.png", "--mask", "m1.png"), "--mask: 2 masks for 1 images"),
         (("--steps", "1"), "--steps must be >= 2, got 1: with one step every pixel order"),
         (("--randomization", "all"), "--randomization all: use blocks, layers, none"),
+        (("--precision", "bf16"), "--precision bf16: use float32 (exact) or auto"),
     ],
 )
 def test_bad_flags_are_one_line(masked: Path, args: tuple[str, ...], words: str) -> None:
@@ -182,3 +183,27 @@ def test_rerun_replaces_the_checks(masked: Path) -> None:
     assert invoke(masked, *args, "--method", "gradcam")[0] == 0
     s = _summary(masked / "out")
     assert [(c["model"], c["method"]) for c in s["checks"]] == [("small", "gradcam")]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_runs_the_curves_in_bfloat16_where_native(
+    masked: Path, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--precision auto: the deletion/insertion forwards in bfloat16 where the hardware computes
+    it natively (patched either way here: the test machine may or may not), AUCs within 0.01 of
+    float32's; summary.json says which ran. float32 (the default) is float32 everywhere."""
+    import seewhy.core.engine as engine
+
+    monkeypatch.setattr(engine, "bf16_native", lambda device: native)
+    args = ("img0.png", "img1.png", "-m", "small.toml", "--randomization", "none", *FAST)
+    code, output = invoke(masked, "check", *args, "--out", "exact")
+    assert code == 0, output
+    code, output = invoke(masked, "check", *args, "--precision", "auto", "--out", "fast")
+    assert code == 0, output
+    exact, fast = (_summary(masked / d)["checks"][0] for d in ("exact", "fast"))
+    assert exact["faithfulness_dtype"] == "float32"
+    assert fast["faithfulness_dtype"] == ("bfloat16" if native else "float32")
+    for key in ("deletion_auc", "insertion_auc", "deletion_auc_random", "insertion_auc_random"):
+        assert fast[key] == pytest.approx(exact[key], abs=0.01), key
+        if not native:
+            assert fast[key] == exact[key], key

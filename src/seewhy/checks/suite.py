@@ -274,6 +274,7 @@ def run_checks(
             engine=engine,
         )
         aucs = c.aucs()
+        figs[k]["faithfulness_dtype"] = engine.forward_dtype  # what the curves' forwards ran in
         for name, v in aucs.items():
             per[k][name] = _values(v)
             figs[k][name] = _mean(v)

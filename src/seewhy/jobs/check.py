@@ -53,6 +53,7 @@ class CheckOptions(ExplainOptions):
     randomization: str = "blocks"
     randomization_mode: str = "cascade"
     box_cols: tuple[str, ...] | None = None
+    precision: str = "float32"
 
 
 def run_check(
@@ -72,6 +73,7 @@ def run_check(
     from seewhy.checks.randomization import MODES
     from seewhy.checks.suite import RANDOMIZATIONS
     from seewhy.checks.verdict import Thresholds
+    from seewhy.core.engine import PRECISIONS
     from seewhy.data.output import OutputFolder
 
     console = console or Console(stderr=True)
@@ -87,6 +89,11 @@ def run_check(
     if opts.randomization_mode not in MODES:
         raise UsageError(
             f"--randomization-mode {opts.randomization_mode}: use {' or '.join(MODES)}"
+        )
+    if opts.precision not in PRECISIONS:
+        raise UsageError(
+            f"--precision {opts.precision}: use float32 (exact) or auto (bfloat16 "
+            "deletion/insertion forwards where the hardware computes it natively)"
         )
     boxes = _box_columns(samples, opts.box_cols)
     models = load_models(model_specs, opts) if samples else []
@@ -214,6 +221,7 @@ def _check_model(
             steps=opts.steps,
             randomization=opts.randomization,
             randomization_mode=opts.randomization_mode,
+            faithfulness_precision=opts.precision,
             batch_size=opts.batch_size,
             seed=opts.seed,
             sample_ids=[s.id for s in samples],
