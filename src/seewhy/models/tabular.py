@@ -144,14 +144,21 @@ def _check_estimator(kind: str, est: Any, path: Path, task: str) -> None:
     """Refuse, when loading, what seewhy cannot read as a tree model: a scikit-learn file
     holding no tree model, a LightGBM model with pandas categorical features, a card whose task
     is not the model's (a classifier's objective under task = "regression" ...)."""
-    fitted = ("estimators_", "tree_", "booster_")  # forests, trees, LGBM's sklearn API
+    # forests and gradient boosting, trees, LGBM's sklearn API, histogram gradient boosting
+    fitted = ("estimators_", "tree_", "booster_", "_predictors")
     if kind == "sklearn" and not (
         any(hasattr(est, a) for a in fitted) or callable(getattr(est, "get_booster", None))
     ):
         raise UsageError(
             f"{path} holds a {type(est).__name__}, not a fitted tree model: tree-shap explains "
-            "decision trees, random forests, extra trees and gradient boosting (scikit-learn's, "
-            "XGBoost's or LightGBM's scikit-learn models)"
+            "decision trees, random forests, extra trees and gradient boosting (scikit-learn's "
+            "own and histogram-based, XGBoost's or LightGBM's scikit-learn models)"
+        )
+    outputs = _n_outputs(kind, est)
+    if outputs > 1:
+        raise UsageError(
+            f"{path} holds a {type(est).__name__} fitted on {outputs} outputs: seewhy explains "
+            "a single-output tree model; fit one model per output and give each its own card"
         )
     if kind == "lightgbm" and getattr(est, "pandas_categorical", None):
         raise UsageError(
@@ -164,6 +171,22 @@ def _check_estimator(kind: str, est: Any, path: Path, task: str) -> None:
             f"{path} is a {own} model ({_objective(kind, est)}), but its card says task = "
             f'"{task}"; write task = "{own}"'
         )
+
+
+def _n_outputs(kind: str, est: Any) -> int:
+    """How many outputs a regressor predicts (scikit-learn's ``n_outputs_``, XGBoost's
+    ``num_target``); a classifier's classes are one output. 1 when the model does not say."""
+    import json
+
+    try:
+        if kind == "sklearn":
+            return int(getattr(est, "n_outputs_", 1) or 1)
+        if kind == "xgboost":
+            config = json.loads(est.save_config())
+            return int(config["learner"]["learner_model_param"].get("num_target", 1))
+    except Exception:  # a model that does not record it: one output
+        return 1
+    return 1
 
 
 def _objective(kind: str, est: Any) -> str:
