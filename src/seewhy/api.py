@@ -233,7 +233,7 @@ def resolve_methods(
 def explain(
     model: Model | nn.Module | str | Path,
     inputs: Any,
-    methods: Sequence[str | Method] | str = ("gradcam",),
+    methods: Sequence[str | Method] | str | None = None,
     target: str | int | Target = "pred",
     layer: str | None = None,
     *,
@@ -249,7 +249,8 @@ def explain(
         model: a loaded :class:`Model`, a plain ``nn.Module``, or a model card / arch string.
         inputs: a preprocessed tensor batch ``[B, C, H, W]``, named tensors, or image paths /
             PIL images (preprocessed as the model says).
-        methods: method names (``"gradcam"``, ``"gradcam++"`` ...) or method instances.
+        methods: method names (``"gradcam"``, ``"gradcam++"`` ...) or method instances;
+            ``None``: ``gradcam`` for a torch model, ``tree-shap`` for a tree model.
         target: ``pred``, a class index or label, ``all``, ``value``, ``-value`` ... (SPEC 4).
         layer: the CAM layer; ``None`` uses the model card's, else ``auto``.
         batch_size: the largest batch any forward pass sends to the model: the images go
@@ -280,7 +281,9 @@ def explain(
 
     loaded = load_model(model) if isinstance(model, (str, Path)) else model
     if isinstance(loaded, TabularModel):
-        return _explain_tree(loaded, inputs, methods, target, background, settings)
+        tree_methods = ("tree-shap",) if methods is None else methods
+        return _explain_tree(loaded, inputs, tree_methods, target, background, settings)
+    methods = ("gradcam",) if methods is None else methods
     m, target = as_model(loaded).for_target(target)  # HEAD:LABEL picks a head
     batch = as_inputs(m, inputs)
     step = check_batch_size(batch_size)
@@ -337,8 +340,10 @@ def _explain_tree(
     settings: dict[str, Any],
 ) -> list[Explanation]:
     """:func:`explain` for a tabular tree model: ``tree-shap`` (``shap`` too) on rows given as
-    a pandas DataFrame, a list of dicts or an array ``[N, F]`` in the model's column order.
-    ``background`` (rows in the same forms): interventional; ``None``: path-dependent.
+    a pandas DataFrame, a list of dicts, one dict (one row), an array ``[N, F]`` in the model's
+    column order, or the path of a CSV or Parquet manifest (its rows; other columns ignored).
+    ``background`` (rows in the same forms): interventional; ``None`` or no rows:
+    path-dependent.
 
     Returns one :class:`Explanation` whose ``attributions["tabular"]`` is ``[N, F]`` (signed,
     float32), ``output`` the model's predictions (``[N, 1]`` or class probabilities
@@ -362,7 +367,13 @@ def _explain_tree(
     check_target(model, str(target))
     method = create_method(TREE_METHOD, **settings)
     x = _tree_rows(model, inputs, "inputs")
+    if not len(x):
+        raise UsageError(
+            f"inputs: no rows to explain (model {model.name} takes rows with the columns "
+            f"{', '.join(model.columns)}); pass at least one row"
+        )
     rows = None if background is None else _tree_rows(model, background, "background")
+    rows = None if rows is None or not len(rows) else rows
     if str(target).strip() == "true":
         raise UsageError(
             "target='true' needs each row's true label, which seewhy.explain does not take for "
@@ -394,20 +405,43 @@ def _explain_tree(
 
 
 def _tree_rows(model: Any, rows: Any, what: str) -> Any:
-    """A tree model's feature matrix from a DataFrame, a list of dicts or an array."""
+    """A tree model's feature matrix ``[N, F]`` from a DataFrame, a list of dicts, one dict
+    or pandas Series (one row), an array, or a CSV / Parquet manifest's path.
+
+    Raises:
+        UsageError: anything else, an array of another width, a path that is not a
+            manifest, a row without one of the model's columns.
+    """
     import numpy as np
 
+    from seewhy.data.samples import MANIFEST_SUFFIXES, read_table
+
+    takes = (
+        f"a tree model takes rows as a DataFrame, a list of dicts, one dict, an array "
+        f"[N, {len(model.columns)}] in its column order ({', '.join(model.columns)}) or a "
+        "CSV/Parquet manifest's path"
+    )
+    if isinstance(rows, (str, Path)):
+        path = Path(rows)
+        if path.suffix.lower() not in MANIFEST_SUFFIXES:
+            raise UsageError(f"{what}: {str(rows)!r} is not a .csv or .parquet file; {takes}")
+        return model.matrix(read_table(path))
     if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a pandas DataFrame
         return model.matrix(rows.to_dict(orient="records"))
+    if hasattr(rows, "to_dict") and hasattr(rows, "index"):  # a pandas Series: one row
+        return model.matrix([rows.to_dict()])
+    if isinstance(rows, Mapping):  # one row
+        return model.matrix([rows])
     if isinstance(rows, (list, tuple)) and rows and isinstance(rows[0], Mapping):
         return model.matrix(list(rows))
-    x = np.asarray(rows, dtype=np.float64)
+    if isinstance(rows, (list, tuple)) and not rows:
+        return np.empty((0, len(model.columns)), dtype=np.float64)
+    try:
+        x = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what}: got a {type(rows).__name__}; {takes}") from None
     if x.ndim != 2 or x.shape[1] != len(model.columns):
-        raise UsageError(
-            f"{what}: a tree model takes rows as a DataFrame, a list of dicts or an array "
-            f"[N, {len(model.columns)}] in its column order ({', '.join(model.columns)}); got "
-            f"shape {list(x.shape)}"
-        )
+        raise UsageError(f"{what}: got shape {list(x.shape)}; {takes}")
     return x
 
 
