@@ -43,6 +43,12 @@ def available_methods() -> list[str]:
     return list(_METHODS)
 
 
+def _sentence(text: str) -> str:
+    """``text`` ended as a sentence: a period unless it ends with one or a question mark
+    (a did-you-mean suffix), so the list that follows starts a sentence of its own."""
+    return text if text.endswith((".", "?")) else text + "."
+
+
 def method_class(name: str) -> type[Method]:
     """The class registered under ``name`` or an alias; a did-you-mean error otherwise."""
     _load_builtin_methods()
@@ -50,8 +56,8 @@ def method_class(name: str) -> type[Method]:
     key = _ALIASES.get(key, key)
     if key not in _METHODS:
         raise UsageError(
-            f"unknown method '{name}'{did_you_mean(key, [*_METHODS, *_ALIASES])} "
-            f"Available: {', '.join(_METHODS)}."
+            _sentence(f"unknown method '{name}'{did_you_mean(key, [*_METHODS, *_ALIASES])}")
+            + f" Available: {', '.join(_METHODS)}."
         )
     return cast("type[Method]", _METHODS[key])
 
@@ -112,8 +118,8 @@ def create_method(name: str, **params: Any) -> Any:
     if unknown:
         k = unknown[0]
         raise UsageError(
-            f"no method takes the setting '{k}'{did_you_mean(k, sorted(known))} "
-            f"Settings: {', '.join(sorted(known))}."
+            _sentence(f"no method takes the setting '{k}'{did_you_mean(k, sorted(known))}")
+            + f" Settings: {', '.join(sorted(known))}."
         )
     fields = method_settings(name)
     return cls(**{k: v for k, v in params.items() if k in fields and v is not None})
@@ -185,8 +191,10 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
         if key not in takes:
             options = ", ".join(sorted(takes)) or "no settings"
             raise UsageError(
-                f"method '{canonical}' has no setting '{key}'{did_you_mean(key, sorted(takes))} "
-                f"It takes: {options}."
+                _sentence(
+                    f"method '{canonical}' has no setting '{key}'{did_you_mean(key, sorted(takes))}"
+                )
+                + f" It takes: {options}."
             )
     return canonical, settings
 
