@@ -192,6 +192,7 @@ def _samples(
             target_col=target_col,
             text_col=text_col,
             mask_col=mask_col,
+            images=images_needed,
         )
     )
     if masks:
@@ -372,10 +373,11 @@ def check(
     """
 
     def work() -> int:
-        from seewhy.jobs.check import CheckOptions, run_check
+        from seewhy.jobs.check import CheckOptions, refuse_tree_specs, run_check
         from seewhy.methods.registry import split_method_specs
         from seewhy.render.console import print_checks
 
+        refuse_tree_specs(model)  # before the samples: a features table has no images
         samples = _samples(
             images,
             data,

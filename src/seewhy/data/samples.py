@@ -284,6 +284,7 @@ def from_inputs(
     target_col: str | None = None,
     text_col: str | None = None,
     mask_col: str | None = None,
+    images: bool = True,
 ) -> list[Sample]:
     """Samples for what a user lists: image files, folders and manifests (SPEC section 2).
 
@@ -300,6 +301,8 @@ def from_inputs(
     Args:
         sample: if given, that many samples drawn at random (seeded by ``seed``) from all of
             them, in their order (inputs in the order given, a folder's images sorted).
+        images: whether a manifest's rows need images (``False``: tree models alone, a
+            manifest without the image column is read, as :func:`from_manifest` reads it).
 
     Raises:
         UsageError: a folder without images, a column argument with no manifest given, two
@@ -333,6 +336,7 @@ def from_inputs(
                 target_col=target_col,
                 text_col=text_col,
                 mask_col=mask_col,
+                images=images,
             )
             continue
         for d in _folder_drafts(p) if p.is_dir() else [_path_draft(p, None, repr(str(raw)))]:

@@ -42,6 +42,33 @@ if TYPE_CHECKING:
 
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 """A manifest's box columns (``--box-cols``): the box's corners in the image's pixels."""
+TREE_REFUSAL = (
+    "seewhy check judges image maps; tree-shap values add up exactly, so explain it with "
+    "seewhy explain --data or seewhy dataset"
+)
+"""Why ``seewhy check`` refuses a tree model (after the model's name and kind)."""
+
+
+def refuse_tree_specs(model_specs: Sequence[str]) -> None:
+    """Refuse a tree model by its ``--model`` value, before any sample is read (a features
+    table would otherwise be refused for lacking an image column first).
+
+    Raises:
+        UsageError: a ``--model`` that is a tabular tree model (card or arch string).
+    """
+    import tomllib
+
+    from seewhy.models.tabular import is_tabular_spec
+
+    for spec in model_specs:
+        if not is_tabular_spec(spec):
+            continue
+        name, arch = spec, spec
+        if spec.lower().endswith(".toml"):  # a card is_tabular_spec could read: named as loaded
+            card = tomllib.loads(Path(spec).read_text(encoding="utf-8"))
+            name, arch = str(card.get("name") or Path(spec).stem), str(card.get("arch"))
+        kind = arch.partition(":")[0].strip().lower()
+        raise UsageError(f"model {name} is a {kind} tree model: {TREE_REFUSAL}")
 
 
 @dataclass
@@ -101,11 +128,7 @@ def run_check(
 
     for m in models:
         if is_tree(m):
-            raise UsageError(
-                f"model {m.name} is a {m.kind} tree model: seewhy check judges image maps; "
-                "tree-shap values add up exactly, so explain it with seewhy explain --data or "
-                "seewhy dataset"
-            )
+            raise UsageError(f"model {m.name} is a {m.kind} tree model: {TREE_REFUSAL}")
     explained = run_explain(
         samples, model_specs, dataclasses.replace(opts, report=False), console, loaded=models
     )

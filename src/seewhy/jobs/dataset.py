@@ -487,7 +487,7 @@ class _Job:
     """The tree models' methods (``tree-shap``); ``opts.methods`` are the torch models'."""
 
     def __post_init__(self) -> None:
-        from seewhy.jobs.trees import background_rows, is_tree, read_rows
+        from seewhy.jobs.trees import background_note, background_rows, is_tree, read_rows
         from seewhy.jobs.trees import stamp as tree_stamp
 
         self.by_id = {s.id: s for s in self.samples}
@@ -498,12 +498,17 @@ class _Job:
             t.name: read_rows(t, self.samples, self.tree_truth(t)) for t in self.trees
         }
         self.tree_background: dict[str, Any] = {}
+        self.tree_notes: dict[str, list[str]] = {}
         tree_background: dict[str, list[Any]] = {}
         for t in self.trees:
             ids, rows = background_rows(
                 self.tree_rows[t.name], self.opts.n_background, self.opts.seed
             )
             self.tree_background[t.name] = rows
+            note = background_note(t, self.tree_rows[t.name], self.opts.n_background)
+            if note:  # too few rows for interventional: path-dependent, said once and per row
+                self.tree_notes[t.name] = [note]
+                self.console.print(note, style="yellow", markup=False)
             # the rows' cells too: a background row edited changes every row's values
             tree_background[t.name] = [[i, tree_stamp(t, self.by_id[i], None)[1]] for i in ids]
         self.helper = _Run(
@@ -755,7 +760,11 @@ class _Job:
                 "model": model.name,
                 "prediction": preds[j],
                 "explained": trees.explained(model, result, n, self.opts.target),
-                "attributions": [trees.attribution(model, method, result, x, n)],
+                "attributions": [
+                    trees.attribution(
+                        model, method, result, x, n, self.tree_notes.get(model.name, ())
+                    )
+                ],
                 "stamp": self.stamp(samples[j], model),
             }
             for n, j in enumerate(good)
@@ -1065,6 +1074,8 @@ class _Job:
             )
             if entry.get("figure"):
                 entry["figure"] = self.out.rel(entry["figure"])
+            if self.tree_notes.get(t.name):
+                entry["notes"] = list(self.tree_notes[t.name])
             out.append(entry)
         return out
 
@@ -1278,10 +1289,12 @@ class _Job:
             entry["features"] = mean_features(features)
         if explained_rows and features:  # a tree model: its words and beeswarm + bar figure
             from seewhy.jobs.cohorts import describe_features
+            from seewhy.jobs.trees import explained_words, tree_target
 
-            lowering = str(self.opts.target).strip() == "-value"
-            # a classifier's values explain each row's explained class, not the label column
-            what = self.what(model) if model.task == "regression" else "its class's score"
+            lowering = tree_target(model, self.opts.target) == "-value"
+            # a classifier's values explain a class's score (each row's own class, or the one
+            # --target names), not the label column
+            what = explained_words(model, self.opts.target, self.what(model))
             entry["description"] = describe_features(
                 c.title, entry["features"], what, lowering=lowering
             )

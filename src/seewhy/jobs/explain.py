@@ -313,11 +313,14 @@ def run_explain(
     if trees:
         failed_ids = {e["id"] for e in errors}
         for t in trees:
-            bad = _explain_trees(t, tree_methods, samples, opts, out, summary, len(every) > 1)
+            bad = _explain_trees(
+                t, tree_methods, samples, opts, out, summary, len(every) > 1, console
+            )
             for s in samples:
                 if s.id in bad and s.id not in failed_ids:
                     errors.append(_error(s, bad[s.id]))
                     failed_ids.add(s.id)
+        _tree_agreement(trees, samples, summary)
         out.save_summary(summary)
     if run.recomputed:  # checks of maps this run replaced judged other maps: drop them
         summary["checks"] = [
@@ -344,10 +347,13 @@ def _explain_trees(
     out: OutputFolder,
     summary: dict[str, Any],
     several: bool,
+    console: Console | None = None,
 ) -> dict[str, str]:
     """A tree model's rows: predictions and tree-shap values (``features[]``) per row, a
     feature figure per row, and the whole run's beeswarm + bar figure (``importance[]``).
-    Returns the rows that failed (id -> reason); the others' results replace earlier ones."""
+    Returns the rows that failed (id -> reason); the others' results replace earlier ones.
+    A background too small for interventional SHAP (fewer than 2 rows) runs path-dependent,
+    said on the console and in each row's ``notes``."""
     from seewhy.jobs import trees
     from seewhy.methods.registry import create_method
 
@@ -356,15 +362,19 @@ def _explain_trees(
     rows = trees.read_rows(model, samples, lambda s: s.truth)
     failed = dict(rows.failed)
     _, background = trees.background_rows(rows, opts.n_background, opts.seed)
+    note = trees.background_note(model, rows, opts.n_background)
+    notes = [note] if note else []
+    if note and console is not None:
+        console.print(note, style="yellow", markup=False)
     for start in range(0, len(rows.samples), trees.CHUNK):
         chunk = list(range(start, min(start + trees.CHUNK, len(rows.samples))))
         try:
-            done = _tree_chunk(model, method, rows, chunk, background, opts, out)
+            done = _tree_chunk(model, method, rows, chunk, background, opts, out, notes)
         except Exception:
             done = {}
             for k in chunk:
                 try:
-                    done.update(_tree_chunk(model, method, rows, [k], background, opts, out))
+                    done.update(_tree_chunk(model, method, rows, [k], background, opts, out, notes))
                 except Exception as one:
                     failed[rows.samples[k].id] = _reason(one)
         for k in chunk:
@@ -389,6 +399,8 @@ def _explain_trees(
         )
         if entry.get("figure"):
             entry["figure"] = out.rel(entry["figure"])
+        if notes:
+            entry["notes"] = notes
         summary.setdefault("importance", [])
         upsert(summary["importance"], entry, "model", "method")
     for sid in failed:
@@ -408,8 +420,10 @@ def _tree_chunk(
     background: Any,
     opts: ExplainOptions,
     out: OutputFolder,
+    notes: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
-    """The ``results[]`` entries of rows ``chunk`` of a tree model (id -> entry)."""
+    """The ``results[]`` entries of rows ``chunk`` of a tree model (id -> entry); ``notes``
+    go into each row's attribution."""
     from seewhy.jobs import trees
 
     x = rows.x[chunk]
@@ -428,7 +442,7 @@ def _tree_chunk(
     done = {}
     for n, k in enumerate(chunk):
         s = rows.samples[k]
-        a = trees.attribution(model, method, result, x, n)
+        a = trees.attribution(model, method, result, x, n, notes)
         if opts.figures:
             from seewhy.render.figures import feature_figure
 
@@ -440,7 +454,9 @@ def _tree_chunk(
                 scores=[f["score"] for f in a["features"]],
                 title=f"{s.id} · {model.name} · {a['method']} · features",
             )
-            a["features_figure"] = out.rel(path)
+            # the row's one figure: `figure` as SPEC section 7 names it, `features_figure`
+            # as image+tabular models name their feature figure
+            a["figure"] = a["features_figure"] = out.rel(path)
         done[s.id] = {
             "sample": s.id,
             "model": model.name,
@@ -449,6 +465,40 @@ def _tree_chunk(
             "attributions": [a],
         }
     return done
+
+
+def _tree_agreement(
+    trees: Sequence[Any], samples: Sequence[Sample], summary: dict[str, Any]
+) -> None:
+    """``agreement[]`` for two or more tree models (SPEC section 2): per row both explained
+    and per pair, :func:`seewhy.jobs.trees.row_agreement`. The run's earlier entries for
+    these pairs and rows are replaced (a row that failed this time keeps none)."""
+    import itertools
+
+    from seewhy.jobs.trees import row_agreement
+
+    if len(trees) < 2:
+        return
+    names = {t.name for t in trees}
+    ids = {s.id for s in samples}
+    summary["agreement"] = [
+        a
+        for a in summary.get("agreement", [])
+        if not (a.get("sample") in ids and set(a.get("models", [])) <= names)
+    ]
+    results = {
+        (r["sample"], r["model"]): r
+        for r in summary["results"]
+        if r["sample"] in ids and r["model"] in names
+    }
+    for s in samples:
+        for a, b in itertools.combinations(trees, 2):
+            ra, rb = results.get((s.id, a.name)), results.get((s.id, b.name))
+            if ra is None or rb is None:
+                continue
+            entry = row_agreement(s.id, a.name, b.name, ra, rb)
+            if entry is not None:
+                upsert(summary["agreement"], entry, "sample", "models", "method")
 
 
 MAX_REASON = 600

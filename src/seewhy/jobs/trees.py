@@ -35,6 +35,7 @@ __all__ = [
     "check_target",
     "n_classes",
     "shap_values",
+    "tree_target",
 ]
 
 if TYPE_CHECKING:
@@ -118,6 +119,14 @@ def check_run(trees: Sequence[TabularModel], target: str, samples: Sequence[Samp
         )
     if not samples:
         return
+    image = next((s for s in samples if not s.row), None)
+    if image is not None:  # an image file given: it has no columns to read
+        t = trees[0]
+        raise UsageError(
+            f"model {t.name} is a {t.kind} tree model: it explains a manifest's rows (columns "
+            f"{', '.join(t.columns)}), not images like {image.id}; pass --data MANIFEST, a "
+            "CSV/Parquet table with those columns"
+        )
     have = {str(k) for s in samples[:1] for k in s.row}
     have |= {k.replace(" ", "_") for k in have}
     for t in trees:
@@ -201,19 +210,41 @@ def finite(pred: Mapping[str, Any]) -> bool:
 
 
 def explained(model: TabularModel, result: TreeShapResult, k: int, target: str) -> str:
-    """What row ``k``'s values explain, as ``results[].explained`` names it."""
+    """What row ``k``'s values explain, as ``results[].explained`` names it: a regressor's
+    output by its name (the card's one label, as image regressors name it: ``price`` /
+    ``-price``), else ``value`` / ``-value``; a classifier's explained class by its label."""
     if model.task == "regression" or result.class_index is None:
-        return "-value" if tree_target(model, target) == "-value" else "value"
+        name = model.labels[0] if model.task == "regression" and model.labels else "value"
+        return f"-{name}" if tree_target(model, target) == "-value" else name
     return model.label(int(result.class_index[k]))
 
 
+def explained_words(model: TabularModel, target: str, what: str) -> str:
+    """What a tree model's values explain, in a cohort's words: ``what`` (the output's name)
+    for a regressor; for a classifier ``its class's score`` when each row explains its own
+    class (``pred``, ``true``), else the fixed class's (``class hi's score``)."""
+    if model.task == "regression":
+        return what
+    t = tree_target(model, target)
+    if t in ("pred", "true"):
+        return "its class's score"
+    label = model.label(int(t)) if t.lstrip("-").isdigit() else t
+    return f"class {label}'s score"
+
+
 def attribution(
-    model: TabularModel, method: TreeShap, result: TreeShapResult, x: np.ndarray, k: int
+    model: TabularModel,
+    method: TreeShap,
+    result: TreeShapResult,
+    x: np.ndarray,
+    k: int,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Row ``k``'s ``attributions[]`` entry: per column its value (``None`` when blank) and
-    SHAP value, the base value and which TreeExplainer algorithm ran."""
+    SHAP value, the base value and which TreeExplainer algorithm ran; ``notes``: what the
+    user asked for and did not get (:func:`background_note`)."""
     cells, values = x[k].tolist(), result.values[k].tolist()  # Python floats, at once
-    return {
+    entry: dict[str, Any] = {
         "method": TREE_METHOD,
         "params": method.params(),
         "features": [
@@ -225,15 +256,45 @@ def attribution(
         "background": int(result.background),
         "signed": True,
     }
+    if notes:
+        entry["notes"] = list(notes)
+    return entry
+
+
+MIN_BACKGROUND = 2
+"""The fewest background rows interventional tree SHAP runs on: against one row (the row
+explained itself, when it is the only one) every value would be 0; below it the path-dependent
+algorithm runs, as expected gradients fall back to the zero baseline below 2 rows."""
 
 
 def background_rows(rows: TreeRows, n: int | None, seed: int) -> tuple[list[str], Any]:
     """The interventional background: ``n`` of the readable rows drawn by ``seed`` (ids and
-    features); none (the path-dependent algorithm) when ``n`` is not given or 0."""
-    if not n or not rows.samples:
+    features); none (the path-dependent algorithm) when ``n`` is not given or 0, or when fewer
+    than :data:`MIN_BACKGROUND` rows can be drawn (:func:`background_note` says so)."""
+    if not n or len(rows.samples) < MIN_BACKGROUND or n < MIN_BACKGROUND:
         return [], None
     pick = sorted(random.Random(seed).sample(range(len(rows.samples)), min(n, len(rows.samples))))
     return [rows.samples[i].id for i in pick], rows.x[pick]
+
+
+def background_note(model: TabularModel, rows: TreeRows, n: int | None) -> str | None:
+    """Why ``--n-background n`` did not run interventional (fewer than
+    :data:`MIN_BACKGROUND` rows to draw), ``None`` when it did or was not asked for."""
+    if not n or min(n, len(rows.samples)) >= MIN_BACKGROUND:
+        return None
+    if n < MIN_BACKGROUND:
+        return (
+            f"--n-background {n}: interventional tree SHAP needs a background of at least "
+            f"{MIN_BACKGROUND} rows, so the path-dependent algorithm ran instead (give "
+            f"--n-background {MIN_BACKGROUND} or more, or leave it out)"
+        )
+    got = len(rows.samples)
+    return (
+        f"--n-background {n}: model {model.name} has {got} row{'' if got == 1 else 's'} to draw "
+        f"a background from and interventional tree SHAP needs at least {MIN_BACKGROUND}, so "
+        "the path-dependent algorithm ran instead (explain more rows, or leave out "
+        "--n-background)"
+    )
 
 
 def matrices(
@@ -346,6 +407,50 @@ def agreement(task_a: str, task_b: str, a: Sequence[Row], b: Sequence[Row]) -> d
     else:
         out["same_prediction"] = sum(x.label == y.label for x, y in zip(a, b, strict=True)) / len(a)
     return out
+
+
+TOP_FEATURES = 0.1
+"""The share of features (at least one) whose overlap ``top_iou`` gives for two tree models
+on a row, by |SHAP| (as an image pair's ``top_iou`` is of their maps' top 10% of pixels)."""
+
+
+def row_agreement(
+    sample: str, a: str, b: str, ra: Mapping[str, Any], rb: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The ``agreement[]`` entry of two tree models' results on one row (SPEC section 7), as
+    ``seewhy explain`` writes one for two image models: ``same_prediction`` (the same label;
+    two regressors also get ``prediction_difference``, the absolute difference of their
+    values), ``rank_correlation`` (Spearman's rho of the SHAP values of the features both
+    read, by name), ``top_iou`` (the overlap of their top :data:`TOP_FEATURES` features by
+    |SHAP|) and ``same_top_feature``. ``None`` when they share no feature."""
+    import torch
+
+    from seewhy.checks.agreement import rank_correlation, top_iou
+
+    def scores(r: Mapping[str, Any]) -> dict[str, float]:
+        found = [x for x in r.get("attributions", []) if x.get("method") == TREE_METHOD]
+        return {f["name"]: float(f["score"]) for f in (found[0]["features"] if found else [])}
+
+    sa, sb = scores(ra), scores(rb)
+    shared = [n for n in sa if n in sb]
+    if not shared:
+        return None
+    pa, pb = ra["prediction"], rb["prediction"]
+    va = torch.tensor([sa[n] for n in shared], dtype=torch.float64)
+    vb = torch.tensor([sb[n] for n in shared], dtype=torch.float64)
+    entry: dict[str, Any] = {
+        "sample": sample,
+        "models": [a, b],
+        "method": TREE_METHOD,
+        "same_prediction": "label" in pa and pa.get("label") == pb.get("label"),
+        "rank_correlation": round(rank_correlation(va, vb), 4),
+        "top_iou": round(top_iou(va.abs(), vb.abs(), TOP_FEATURES), 4),
+        "same_top_feature": int(va.abs().argmax()) == int(vb.abs().argmax()),
+        "features": len(shared),
+    }
+    if "value" in pa and "value" in pb:
+        entry["prediction_difference"] = abs(float(pa["value"]) - float(pb["value"]))
+    return entry
 
 
 def _pearson(a: Sequence[float], b: Sequence[float]) -> float | None:

@@ -990,9 +990,10 @@ def _tree_models(summary: dict[str, Any]) -> frozenset[str]:
 
 
 def _is_tree(a: dict[str, Any], model: Any, trees: frozenset[str]) -> bool:
-    """Whether attribution ``a`` is a tree model's: features and no map or figure, from a tree
-    model, by tree-shap, or with a features list (an image attribution always has a map)."""
-    if a.get("map") or a.get("figure"):
+    """Whether attribution ``a`` is a tree model's: features and no map (its ``figure`` is
+    its feature figure), from a tree model, by tree-shap, or with a features list (an image
+    attribution always has a map)."""
+    if a.get("map"):
         return False
     return (
         str(model) in trees or a.get("method") == TREE_METHOD or isinstance(a.get("features"), list)
