@@ -112,8 +112,23 @@ def gradient_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str]]
 
     n = len(x) * steps
     ig = IntegratedGradients(model)
+    from seewhy.core.engine import ForwardEngine
+    from seewhy.core.inputs import Inputs
+    from seewhy.core.model import Model
+
+    # the copy seewhy's many-point methods run their points on: batch norms folded,
+    # channels-last (methods/gradients._points_run); its floor is the same hand loop on it
+    folded = ForwardEngine(
+        Model.of(model), Inputs.of(x[:1]), batch_size=bs, precision="float32"
+    ).model.module
+    path = interpolated(x, steps)
+
+    def path_cl(start: int, stop: int) -> torch.Tensor:
+        return path(start, stop).contiguous(memory_format=torch.channels_last)
+
     contenders = {
-        "floor": grad_floor(model, interpolated(x, steps), n, bs),
+        "floor": grad_floor(model, path, n, bs),
+        "floor on the folded, channels-last copy": grad_floor(folded, path_cl, n, bs),
         f"seewhy ig(steps={steps})": lambda: seewhy.explain(
             model, x, [f"ig(steps={steps})"], target=cls, batch_size=bs
         ),
@@ -139,6 +154,34 @@ def gradient_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str]]
         (f"{args.model} ig, {len(x)} image(s)", k, v, f"{v / t['floor']:.2f}x floor")
         for k, v in t.items()
     ]
+    ours, captum_best = t[f"seewhy ig(steps={steps})"], t[f"captum IG internal_batch_size={bs}"]
+    out.append(
+        (
+            f"{args.model} ig, {len(x)} image(s)",
+            "seewhy ig vs captum's best setting",
+            ours,
+            f"{ours / captum_best:.2f}x captum IG internal_batch_size={bs}",
+        )
+    )
+    if not bf16_note:  # bfloat16 against float32: speed, and the completeness gap of each
+        gaps = {}
+        for precision in ("float32", "bfloat16"):
+            (e,) = seewhy.explain(
+                model, x, [f"ig(steps={steps},precision={precision})"], target=cls, batch_size=bs
+            )
+            gap = e.extras["completeness_gap"].float()
+            total = sum(r.flatten(1).float().sum(dim=1) for r in e.raw.values())
+            gaps[precision] = float((gap.abs() / (total - gap).abs()).max())  # of f(x) - f(b)
+        f32, b16 = t[f"seewhy ig(steps={steps})"], t[f"seewhy ig(steps={steps},precision=bfloat16)"]
+        out.append(
+            (
+                f"{args.model} ig, {len(x)} image(s)",
+                "seewhy ig bfloat16 vs float32",
+                b16,
+                f"{f32 / b16:.2f}x faster; completeness gap {gaps['bfloat16']:.2%} of "
+                f"f(x) - f(0) (float32: {gaps['float32']:.2%})",
+            )
+        )
 
     if bf16_note:
         out.append(

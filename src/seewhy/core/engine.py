@@ -62,7 +62,7 @@ def bf16_native(device: Any) -> bool:
     return False
 
 
-def _batch_norms(module: nn.Module) -> int:
+def batch_norms(module: nn.Module) -> int:
     """How many exact ``BatchNorm1d/2d/3d`` modules ``module`` holds (subclasses not counted)."""
     from torch import nn
 
@@ -85,14 +85,14 @@ def fold_batch_norm(module: nn.Module) -> nn.Module | None:
     """
     from torch.fx.experimental.optimization import fuse
 
-    before = _batch_norms(module)
+    before = batch_norms(module)
     if not before:
         return None  # nothing to fold: spare the trace
     try:
         fused = fuse(module, inplace=True)
     except Exception:  # untraceable forward (control flow, asserts): no folding
         return None
-    return fused if _batch_norms(fused) < before else None
+    return fused if batch_norms(fused) < before else None
 
 
 def _floating(inputs: Inputs) -> Tensor | None:
@@ -216,7 +216,7 @@ class ForwardEngine:
             clone = self._fresh_copy(model.module)
         except Exception:  # an uncopyable module: run the original as it is
             return model.module, False
-        if fold and _batch_norms(clone):
+        if fold and batch_norms(clone):
             folded = fold_batch_norm(clone)
             if folded is not None:
                 folded = folded.to(memory_format=self._layout)
