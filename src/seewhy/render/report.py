@@ -1068,7 +1068,8 @@ def _tree_features(features: Any, limit: int = TOP_FEATURES) -> Table | None:
 
 def _tree_note(a: dict[str, Any]) -> str | None:
     """What a tree attribution adds to its features: the base value it starts from, the
-    algorithm, and the background rows of an interventional one."""
+    algorithm, the background rows of an interventional one, and its notes (a background too
+    small for interventional SHAP)."""
     parts = []
     if _is_number(a.get("expected_value")):
         parts.append(f"base value (the model's mean output) {_number_text(a['expected_value'])}")
@@ -1076,6 +1077,8 @@ def _tree_note(a: dict[str, Any]) -> str | None:
         parts.append(f"algorithm {a['algorithm']}")
     if _is_number(a.get("background")) and a["background"] > 0:
         parts.append(f"{_fmt(a['background'])} background row(s)")
+    notes = a.get("notes")
+    parts += [str(n) for n in notes if n] if isinstance(notes, list) else []
     return " · ".join(parts) or None
 
 
