@@ -244,7 +244,7 @@ def test_every_tree_result_equals_tree_explainer_called_directly(both_run: Run) 
     direct = both_run.predicted()
     for k, r in enumerate(results):
         (a,) = r["attributions"]
-        assert a["method"] == "tree-shap" and r["explained"] == "value"
+        assert a["method"] == "tree-shap" and r["explained"] == "price"  # the card's label
         assert (a["algorithm"], a["background"]) == ("tree_path_dependent", 0)
         assert [f["name"] for f in a["features"]] == list(FEATURES)
         np.testing.assert_array_equal([f["value"] for f in a["features"]], x[k])
@@ -549,7 +549,7 @@ def test_minus_value_negates_the_values_and_turns_the_words_round(
     for r in results:
         a = r["attributions"][0]
         k = row[r["sample"]]
-        assert r["explained"] == "-value"
+        assert r["explained"] == "-price"
         np.testing.assert_allclose(
             [f["score"] for f in a["features"]], -direct.values[k], rtol=1e-6, atol=1e-9
         )

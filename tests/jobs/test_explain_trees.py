@@ -126,7 +126,7 @@ def test_each_sampled_row_has_tree_shap_values_equal_to_tree_explainer(
     for k, i in enumerate(ids):
         r = trees[i]
         (a,) = r["attributions"]
-        assert (a["method"], r["explained"]) == ("tree-shap", "value")
+        assert (a["method"], r["explained"]) == ("tree-shap", "price")
         assert (a["algorithm"], a["background"]) == ("tree_path_dependent", 0)
         assert [f["name"] for f in a["features"]] == list(FEATURES)
         np.testing.assert_array_equal([f["value"] for f in a["features"]], x[k])

@@ -1,8 +1,8 @@
 """A second outside review of tree models (issue 13): edges a user hits with LightGBM, XGBoost
 and scikit-learn cards in `seewhy dataset`, `seewhy explain`, `seewhy check` and from Python.
 
-Every test here is marked xfail(strict=True): each pins a defect found in the review and passes
-once it is fixed. The models are trained here in well under a second on a small random table
+Each test pinned a defect found in the review (xfail until it was fixed; its comment says
+what it was). The models are trained here in well under a second on a small random table
 (no downloads); the oracle is shap's TreeExplainer and the libraries' own predict."""
 
 from __future__ import annotations
@@ -102,11 +102,8 @@ def rows(proj: Path) -> Any:
 
 
 # -- models -------------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="a scikit-learn HistGradientBoostingRegressor is refused as 'not a fitted tree "
-    "model', though it is one and shap's TreeExplainer explains it",
-)
+# review defect (fixed): a scikit-learn HistGradientBoostingRegressor is refused as 'not a fitted
+#  tree model', though it is one and shap's TreeExplainer explains it
 def test_hist_gradient_boosting_regressor_is_explained(proj: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, output, exc = cli(
@@ -123,11 +120,8 @@ def test_hist_gradient_boosting_regressor_is_explained(proj: Path, tmp_path: Pat
         np.testing.assert_allclose(got, direct[k], atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a multi-output scikit-learn regressor (2 outputs) loads and is explained on its first "
-    "output only; --target 1 is refused saying it is 'a tree regressor with one output'",
-)
+# review defect (fixed): a multi-output scikit-learn regressor (2 outputs) loads and is explained
+#  on its first output only; --target 1 is refused saying it is 'a tree regressor with one output'
 def test_multi_output_tree_regressor_is_not_called_single_output(
     proj: Path, tmp_path: Path
 ) -> None:
@@ -149,11 +143,9 @@ def test_multi_output_tree_regressor_is_not_called_single_output(
 
 
 # -- targets and words --------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="with --target hi, the cohort 'class:lo' says 'predicted lo: sqft lowers its class's "
-    "score most' while its values explain class hi: the words should name the explained class",
-)
+# review defect (fixed): with --target hi, the cohort 'class:lo' says 'predicted lo: sqft lowers
+#  its class's score most' while its values explain class hi: the words should name the explained
+#  class
 def test_cohort_words_name_the_explained_class_when_target_is_a_label(
     proj: Path, tmp_path: Path
 ) -> None:
@@ -170,11 +162,9 @@ def test_cohort_words_name_the_explained_class_when_target_is_a_label(
     assert "hi" in said and "its class" not in said, lo["description"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a tree regressor whose card says labels = ['price'] records explained 'value' / "
-    "'-value', while an image regressor with the same card labels records 'price' / '-price'",
-)
+# review defect (fixed): a tree regressor whose card says labels = ['price'] records explained
+#  'value' / '-value', while an image regressor with the same card labels records 'price' /
+#  '-price'
 def test_labelled_tree_regressor_explains_its_label(proj: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, output, exc = cli(
@@ -186,11 +176,8 @@ def test_labelled_tree_regressor_explains_its_label(proj: Path, tmp_path: Path) 
 
 
 # -- background ---------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="explain --data --sample 1 --n-background 5 takes the one sampled row as its own "
-    "background: every SHAP value is 0 (the row against itself), silently",
-)
+# review defect (fixed): explain --data --sample 1 --n-background 5 takes the one sampled row as
+#  its own background: every SHAP value is 0 (the row against itself), silently
 def test_explain_one_sampled_row_with_background_is_not_all_zero(
     proj: Path, tmp_path: Path
 ) -> None:
@@ -206,11 +193,8 @@ def test_explain_one_sampled_row_with_background_is_not_all_zero(
 
 
 # -- commands -----------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="`seewhy explain rows.csv -m tree.toml` (a positional manifest, 'the same as --data' "
-    "by SPEC section 2) demands an image_path column; --data rows.csv works",
-)
+# review defect (fixed): `seewhy explain rows.csv -m tree.toml` (a positional manifest, 'the same
+#  as --data' by SPEC section 2) demands an image_path column; --data rows.csv works
 def test_a_positional_tree_manifest_is_read_as_data(proj: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, output, exc = cli(
@@ -221,11 +205,8 @@ def test_a_positional_tree_manifest_is_read_as_data(proj: Path, tmp_path: Path) 
     assert len(summary(out)["results"]) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`seewhy check rows.csv -m tree.toml` on a features table says the manifest has no "
-    "image_path column, not that check refuses tree models (README)",
-)
+# review defect (fixed): `seewhy check rows.csv -m tree.toml` on a features table says the manifest
+#  has no image_path column, not that check refuses tree models (README)
 def test_check_on_a_tree_manifest_says_check_refuses_tree_models(
     proj: Path, tmp_path: Path
 ) -> None:
@@ -236,11 +217,8 @@ def test_check_on_a_tree_manifest_says_check_refuses_tree_models(
     assert "tree model" in output and "image_path" not in output, output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`seewhy explain one.png -m tree.toml` says 'model reg takes columns the manifest "
-    "lacks' though no manifest was given: it should say a tree model needs --data rows",
-)
+# review defect (fixed): `seewhy explain one.png -m tree.toml` says 'model reg takes columns the
+#  manifest lacks' though no manifest was given: it should say a tree model needs --data rows
 def test_explain_an_image_with_a_tree_model_names_the_fix(proj: Path, tmp_path: Path) -> None:
     code, output, exc = cli(
         proj, "explain", "one.png", "-m", "reg.toml", "--out", str(tmp_path / "out"), "--quiet"
@@ -249,11 +227,9 @@ def test_explain_an_image_with_a_tree_model_names_the_fix(proj: Path, tmp_path: 
     assert "--data" in output and "manifest lacks" not in output, output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`seewhy explain --data` with two tree classifiers writes no agreement: agreement[] "
-    "is empty, though SPEC section 2 promises an agreement summary with two or more models",
-)
+# review defect (fixed): `seewhy explain --data` with two tree classifiers writes no agreement:
+#  agreement[] is empty, though SPEC section 2 promises an agreement summary with two or more
+#  models
 def test_two_tree_models_in_explain_get_an_agreement(proj: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, output, exc = cli(
@@ -266,11 +242,7 @@ def test_two_tree_models_in_explain_get_an_agreement(proj: Path, tmp_path: Path)
 
 
 # -- Python -------------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="seewhy.explain(tree, empty_frame) blames the model: \"shap's TreeExplainer cannot "
-    'explain model reg (Booster): integer modulo by zero"; it should say there are no rows',
-)
+# review defect (fixed): seewhy.explain(tree, empty_frame) blames the model: \
 def test_python_explain_of_an_empty_frame_says_no_rows(proj: Path) -> None:
     tree = seewhy.load_model(proj / "reg.toml")
     with pytest.raises(UsageError) as err:
@@ -278,11 +250,8 @@ def test_python_explain_of_an_empty_frame_says_no_rows(proj: Path) -> None:
     assert "cannot explain model" not in str(err.value) and "row" in str(err.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seewhy.explain(tree, {'sqft': .., ...}) (one row as a dict) crashes with TypeError "
-    "\"float() argument must be a string or a real number, not 'dict'\"",
-)
+# review defect (fixed): seewhy.explain(tree, {'sqft': .., ...}) (one row as a dict) crashes with
+#  TypeError \
 def test_python_explain_of_one_dict_row(proj: Path) -> None:
     tree = seewhy.load_model(proj / "reg.toml")
     row = rows(proj)[FEATURES].iloc[0].to_dict()
@@ -294,11 +263,7 @@ def test_python_explain_of_one_dict_row(proj: Path) -> None:
     assert tuple(e.attributions["tabular"].shape) == (1, len(FEATURES))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seewhy.explain(tree, 'rows.csv') fails with numpy's \"could not convert string to "
-    "float: 'rows.csv'\" instead of reading the manifest or saying what a tree model takes",
-)
+# review defect (fixed): seewhy.explain(tree, 'rows.csv') fails with numpy's \
 def test_python_explain_of_a_manifest_path(proj: Path) -> None:
     tree = seewhy.load_model(proj / "reg.toml")
     try:

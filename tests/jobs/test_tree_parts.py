@@ -220,6 +220,12 @@ def test_a_regressors_output_by_index_or_name_is_value(
     for target in ("0", "price"):
         (same,) = seewhy.explain(model, x, methods="tree-shap", target=target)
         np.testing.assert_array_equal(same.attributions["tabular"], value.attributions["tabular"])
+    # -price, as an image regressor takes it: the values negated (it was refused before)
+    for target in ("-price",):
+        (low,) = seewhy.explain(model, x, methods="tree-shap", target=target)
+        np.testing.assert_array_equal(low.attributions["tabular"], -value.attributions["tabular"])
+    with pytest.raises(UsageError, match="--target -cost"):
+        seewhy.explain(model, x, methods="tree-shap", target="-cost")
 
 
 def test_a_run_refuses_a_column_the_manifest_lacks_altogether(booster_folder: Path) -> None:

@@ -223,7 +223,7 @@ def check_target(model: TabularModel, target: str) -> None:
 
 def tree_target(model: TabularModel, target: Any) -> str:
     """The target as a tree model reads it: a regressor's output by its index ``0`` or its
-    name (the card's one label) is ``value``.
+    name (the card's one label) is ``value``; with a leading ``-`` (``-price``), ``-value``.
 
     Raises:
         UsageError: a regressor's target that is not its output (``value``, ``-value``,
@@ -232,8 +232,9 @@ def tree_target(model: TabularModel, target: Any) -> str:
     t = str(target).strip()
     if model.task != "regression" or t in ("pred", "value", "-value"):
         return t
-    if t == "0" or (model.labels and t == model.labels[0]):
-        return "value"
+    sign, body = ("-", t[1:]) if t.startswith("-") else ("", t)
+    if body == "0" or (model.labels and body == model.labels[0]):
+        return f"{sign}value"
     raise UsageError(
         f"--target {t}: model {model.name} is a tree regressor with one output; use value or -value"
     )
