@@ -1,5 +1,6 @@
 """Outside review of the folded copy for the many-point gradient methods (f6dbbde) and of
-``check --precision`` (9c5a380): each test here fails on a defect found at the edges."""
+``check --precision`` (9c5a380): each test here failed on a defect found at the edges (xfail
+until fixed)."""
 
 from __future__ import annotations
 
@@ -61,11 +62,8 @@ def fold_small(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gradients, "FOLD_MIN_PIXELS", 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the folded copy's trial forward fails on x.view (channels-last) and torch.fx prints "
-    "that traceback to stderr, although seewhy falls back and the run succeeds",
-)
+# review defect (fixed): the folded copy's trial forward fails on x.view (channels-last) and
+#  torch.fx prints that traceback to stderr, although seewhy falls back and the run succeeds
 def test_a_view_model_falls_back_without_printing_a_traceback(
     fold_small: None, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -77,11 +75,8 @@ def test_a_view_model_falls_back_without_printing_a_traceback(
     assert "Traceback" not in err, err[:400]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fx-folded copy drops backward hooks on the containers it inlines (and on the "
-    "batch norms it removes): the points' gradients are no longer the model's",
-)
+# review defect (fixed): the fx-folded copy drops backward hooks on the containers it inlines (and
+#  on the batch norms it removes): the points' gradients are no longer the model's
 def test_a_backward_hook_on_a_block_shapes_the_folded_points_too(
     fold_small: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -96,23 +91,15 @@ def test_a_backward_hook_on_a_block_shapes_the_folded_points_too(
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-4 * scale)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SPEC 6 (the checks of seewhy check and of dataset) gives --precision for the "
-    "deletion/insertion forwards, but seewhy dataset --check-sample has no --precision",
-)
+# review defect (fixed): SPEC 6 (the checks of seewhy check and of dataset) gives --precision for
+#  the deletion/insertion forwards, but seewhy dataset --check-sample has no --precision
 def test_dataset_takes_the_checks_precision() -> None:
     result = CliRunner().invoke(app, ["dataset", "--help"], terminal_width=200)
     assert result.exit_code == 0
     assert "--precision" in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seewhy.check(faithfulness_precision='bfloat16') says \"precision 'bfloat16': use "
-    'auto ... or float32", naming the method setting precision (where bfloat16 is valid), '
-    "not the argument given",
-)
+# review defect (fixed): seewhy.check(faithfulness_precision='bfloat16') says \
 def test_a_bad_faithfulness_precision_names_its_argument() -> None:
     torch.manual_seed(0)
     net = _bn_stats(BlockNet())
@@ -121,11 +108,8 @@ def test_a_bad_faithfulness_precision_names_its_argument() -> None:
     assert "faithfulness_precision" in str(err.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a bad faithfulness_precision is refused only after the maps and the randomization "
-    "checks ran (steps is checked up front)",
-)
+# review defect (fixed): a bad faithfulness_precision is refused only after the maps and the
+#  randomization checks ran (steps is checked up front)
 def test_a_bad_faithfulness_precision_is_refused_before_any_forward() -> None:
     torch.manual_seed(0)
     net = _bn_stats(BlockNet())

@@ -22,7 +22,9 @@ float32 forward 1.35x (one thread) to 1.6x (two threads) cheaper than the plain 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -236,8 +238,8 @@ class ForwardEngine:
         if example.batch_size == 0:
             return False  # nothing to check it on
         want = self._expected(model, example) if expected is None else expected.detach().float()
-        try:
-            with torch.inference_mode():
+        try:  # torch.fx prints the failing line of a traced module to stderr: not the user's
+            with torch.inference_mode(), contextlib.redirect_stderr(io.StringIO()):
                 got = torch.cat(
                     [
                         output_tensor(
@@ -275,7 +277,6 @@ class ForwardEngine:
     def _forward(self, chunk: Inputs) -> Tensor:
         """The copy's float32 output on ``chunk`` (at most ``batch_size`` rows), in
         ``_running``."""
-        import contextlib
 
         import torch
 

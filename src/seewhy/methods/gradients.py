@@ -532,9 +532,9 @@ def _points_run(run: _Run, family: Sequence[GradientMethod]) -> _Run:
     an affine map), so the same gradients up to float rounding, for fewer passes over memory:
     on a ResNet-50 a point's forward+backward costs 0.74x the plain model's (one CPU thread,
     ``benchmarks/gradients.py``). ``run`` itself when no method sends many points, for
-    multi-input models, for models without batch norms, and when the folded copy does not
-    reproduce the model's output, and below :data:`FOLD_MIN_PIXELS`. The copy lives for this
-    call only."""
+    multi-input models, for models without batch norms or with the user's hooks, when the
+    folded copy does not reproduce the model's output, and below :data:`FOLD_MIN_PIXELS`. The
+    copy lives for this call only."""
     if not FOLD_POINTS or run.names != (IMAGE,) or set(run.inputs) != {IMAGE}:
         return run
     b, _, h, w = run.inputs[IMAGE].shape
@@ -545,7 +545,8 @@ def _points_run(run: _Run, family: Sequence[GradientMethod]) -> _Run:
 
     from seewhy.core.engine import ForwardEngine, batch_norms
 
-    if not batch_norms(run.model.module):
+    module = run.model.module
+    if not batch_norms(module) or _hooked(module):
         return run
     n = min(run.inputs.batch_size, 2)  # the copy is checked against the clean output's rows
     engine = ForwardEngine(
@@ -555,6 +556,14 @@ def _points_run(run: _Run, family: Sequence[GradientMethod]) -> _Run:
         return run
     image = run.inputs[IMAGE].contiguous(memory_format=torch.channels_last)
     return dataclasses.replace(run, model=engine.model, inputs=run.inputs.replace(image=image))
+
+
+def _hooked(module: Any) -> bool:
+    """Whether the user put hooks on ``module`` or its submodules: a traced copy drops those on
+    the containers it flattens and moves a convolution's past its folded batch norm, so such a
+    model runs its points as it is."""
+    kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return any(getattr(m, k, None) for m in module.modules() for k in kinds)
 
 
 def _fixed_positions(model: Model, x: Inputs, names: Sequence[str]) -> dict[str, Tensor]:
