@@ -540,13 +540,9 @@ def check(
             f"steps must be an integer >= 2, got {steps!r}: with one step every pixel order "
             "gives the same curve (the image, then its blurred copy)"
         )
-    from seewhy.core.engine import PRECISIONS
+    from seewhy.core.engine import check_precision
 
-    if faithfulness_precision not in PRECISIONS:  # before any forward
-        raise UsageError(
-            f"faithfulness_precision {faithfulness_precision!r}: use 'float32' (exact) or 'auto' "
-            "(bfloat16 deletion/insertion forwards where the hardware computes it natively)"
-        )
+    check_precision(faithfulness_precision, "faithfulness_precision")  # before any forward
     many = isinstance(model, (list, tuple))
     given: list[Any] = list(model) if isinstance(model, (list, tuple)) else [model]
     models = [as_model(m) for m in given]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from seewhy.core.engine import PRECISIONS, ForwardEngine
+from seewhy.core.engine import ForwardEngine, check_precision
 from seewhy.core.errors import UsageError
 from seewhy.core.inputs import IMAGE, Inputs, check_batch_size
 from seewhy.core.model import Model
@@ -327,11 +327,7 @@ def deletion_insertion(
     x = model.to_input(Inputs.of(inputs))
     b, h, w = _check(x, maps, target, steps)
     step = check_batch_size(batch_size)
-    if precision not in PRECISIONS:
-        raise UsageError(
-            f"precision '{precision}': use float32 (the model's own precision, exact) or auto "
-            "(bfloat16 forwards where the hardware runs them natively)"
-        )
+    check_precision(precision)
     row_seeds = check_seeds(seeds, b)
     image = x.image
     device = image.device

@@ -43,6 +43,17 @@ PRECISIONS = ("auto", "float32")
 """The forward precisions: ``auto`` (bfloat16 autocast where native) or ``float32`` (exact)."""
 
 
+def check_precision(precision: Any, name: str = "precision") -> None:
+    """Refuse a forward precision that is not one of :data:`PRECISIONS`, naming the flag or
+    setting (``--precision``, ``scorecam precision``, ``faithfulness_precision``)."""
+    if precision not in PRECISIONS:
+        shown = precision if name.startswith("--") else repr(precision)
+        raise UsageError(
+            f"{name} {shown}: use float32 (exact) or auto (bfloat16 forwards where the "
+            "hardware computes it natively, float32 elsewhere)"
+        )
+
+
 def bf16_native(device: Any) -> bool:
     """Whether bfloat16 convolutions and matmuls run in hardware here (faster than float32).
 
@@ -177,11 +188,7 @@ class ForwardEngine:
 
         self.batch_size = check_batch_size(batch_size)
         self._finite = finite
-        if precision not in PRECISIONS:
-            raise UsageError(
-                f"precision '{precision}': use auto (bfloat16 forwards where the hardware runs "
-                "them natively) or float32 (the model's own precision, exact)"
-            )
+        check_precision(precision)
         example = Inputs.of(example)
         first = _floating(example)
         dtype = first.dtype if first is not None else model.dtype

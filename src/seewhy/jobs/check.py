@@ -83,17 +83,6 @@ class CheckOptions(ExplainOptions):
     precision: str = "float32"
 
 
-def check_precision(precision: str, name: str = "--precision") -> None:
-    """Refuse, before any work, a deletion/insertion precision other than float32 or auto."""
-    from seewhy.core.engine import PRECISIONS
-
-    if precision not in PRECISIONS:
-        raise UsageError(
-            f"{name} {precision}: use float32 (exact) or auto (bfloat16 deletion/insertion "
-            "forwards where the hardware computes it natively)"
-        )
-
-
 def run_check(
     samples: Sequence[Sample],
     model_specs: Sequence[str],
@@ -111,6 +100,7 @@ def run_check(
     from seewhy.checks.randomization import MODES
     from seewhy.checks.suite import RANDOMIZATIONS
     from seewhy.checks.verdict import Thresholds
+    from seewhy.core.engine import check_precision
     from seewhy.data.output import OutputFolder
 
     console = console or Console(stderr=True)
@@ -127,7 +117,7 @@ def run_check(
         raise UsageError(
             f"--randomization-mode {opts.randomization_mode}: use {' or '.join(MODES)}"
         )
-    check_precision(opts.precision)
+    check_precision(opts.precision, "--precision")
     boxes = _box_columns(samples, opts.box_cols)
     models = load_models(model_specs, opts) if samples else []
     from seewhy.jobs.trees import is_tree

@@ -431,11 +431,11 @@ def run_dataset(
 
 
 def _check_options(opts: DatasetOptions) -> None:
-    from seewhy.jobs.check import check_precision
+    from seewhy.core.engine import check_precision
 
     if opts.explain not in EXPLAIN_CHOICES:
         raise UsageError(f"--explain {opts.explain}: use cohorts or all")
-    check_precision(opts.precision)
+    check_precision(opts.precision, "--precision")
     for flag, value, low in (
         ("--cohort-size", opts.cohort_size, 1),
         ("--check-sample", opts.check_sample, 0),

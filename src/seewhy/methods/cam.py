@@ -496,13 +496,9 @@ class ScoreCAM(CAM):
     needs_gradients: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        from seewhy.core.errors import UsageError
+        from seewhy.core.engine import check_precision
 
-        if self.precision not in ("auto", "float32"):
-            raise UsageError(
-                f"scorecam precision '{self.precision}': use auto (bfloat16 masked forwards "
-                "where the hardware runs them natively) or float32 (exact)"
-            )
+        check_precision(self.precision, "scorecam precision")
 
     def low_precision(self, x: Tensor) -> bool:
         """Whether the masked forwards of ``x`` run under bfloat16 autocast."""

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from seewhy.core.engine import PRECISIONS, ForwardEngine
+from seewhy.core.engine import ForwardEngine, check_precision
 from seewhy.core.errors import MethodNotApplicableError, UsageError
 from seewhy.core.explanation import Explanation
 from seewhy.core.inputs import DEFAULT_BATCH_SIZE, Inputs, check_batch_size
@@ -57,11 +57,7 @@ def _check_int(value: Any, name: str, method: str, low: int = 1) -> None:
 
 
 def _check_precision(value: Any, method: str) -> None:
-    if value not in PRECISIONS:
-        raise UsageError(
-            f"{method} precision '{value}': use float32 (the model's own precision, exact) or "
-            "auto (bfloat16 forwards where the hardware runs them natively)"
-        )
+    check_precision(value, f"{method} precision")
 
 
 @dataclass

@@ -808,16 +808,16 @@ def _dataset_cohorts(
         title = str(c.get("title") or name)
         gallery = []
         members = _members(c, results)
+        index.append(
+            [
+                _cell(title, href=f"#{anchor}"),
+                _cell(c.get("model")),
+                _cell(c.get("method")),
+                _cell(len(members)),
+                _cell(c.get("description") or "-"),
+            ]
+        )
         if c.get("method") == TREE_METHOD or str(c.get("model")) in trees:
-            index.append(
-                [
-                    _cell(title, href=f"#{anchor}"),
-                    _cell(c.get("model")),
-                    _cell(c.get("method")),
-                    _cell(len(members)),
-                    _cell(c.get("description") or "-"),
-                ]
-            )
             sections.append(_tree_cohort(c, anchor, title, name, members, figures))
             continue
         for m in members:
@@ -849,15 +849,6 @@ def _dataset_cohorts(
             picture = figures.figure(ref, f"{title}: mean map of {len(members)} member(s)")
         elif isinstance(c.get("mean_map"), str) and c.get("mean_map"):
             note = str(c["mean_map"])
-        index.append(
-            [
-                _cell(title, href=f"#{anchor}"),
-                _cell(c.get("model")),
-                _cell(c.get("method")),
-                _cell(len(members)),
-                _cell(c.get("description") or "-"),
-            ]
-        )
         sections.append(
             {
                 "anchor": anchor,
