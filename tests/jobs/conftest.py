@@ -104,3 +104,25 @@ def project(tmp_path: Path) -> Path:
         arr[10:20, 10 + 10 * i : 25 + 10 * i] = 255
         Image.fromarray(arr).save(tmp_path / f"img{i}.png")
     return tmp_path
+
+
+# -- the tile regressor, its tiles and the tree models: built once per process (pytest worker) --
+@pytest.fixture(scope="session")
+def tiles_model(tmp_path_factory: pytest.TempPathFactory) -> object:
+    from dataset_fixtures import trained_model
+
+    return trained_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiles(tmp_path_factory: pytest.TempPathFactory) -> object:
+    from dataset_fixtures import tiles_folder
+
+    return tiles_folder(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def trees(tmp_path_factory: pytest.TempPathFactory) -> object:
+    from tree_fixtures import trained_trees
+
+    return trained_trees(tmp_path_factory)

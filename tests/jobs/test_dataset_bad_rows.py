@@ -12,17 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_runner import invoke
-from dataset_fixtures import REGION_NAMES, TilesModel, trained_model, write_tiles
+from dataset_fixtures import REGION_NAMES, TilesModel, write_tiles
 from PIL import Image
 
 from seewhy.data.summary import validate_summary
 
 GOOD = 20
-
-
-@pytest.fixture(scope="session")
-def tiles_model(tmp_path_factory: pytest.TempPathFactory) -> TilesModel:
-    return trained_model(tmp_path_factory)
 
 
 # id -> (image_path, regions, price, what the reason must say)

@@ -12,19 +12,9 @@ from pathlib import Path
 
 import pytest
 from cli_runner import invoke
-from dataset_fixtures import Tiles, TilesModel, tiles_folder, trained_model
+from dataset_fixtures import Tiles, TilesModel
 
 ROWS = 20
-
-
-@pytest.fixture(scope="session")
-def tiles_model(tmp_path_factory: pytest.TempPathFactory) -> TilesModel:
-    return trained_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def tiles(tmp_path_factory: pytest.TempPathFactory) -> Tiles:
-    return tiles_folder(tmp_path_factory)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from cli_runner import invoke
-from dataset_fixtures import REGION_NAMES, Tiles, TilesModel, tiles_folder, trained_model
+from dataset_fixtures import REGION_NAMES, Tiles, TilesModel
 from PIL import Image
 
 from seewhy.data.summary import validate_summary
@@ -25,16 +25,6 @@ from seewhy.data.summary import validate_summary
 ROWS = 40  # head.csv
 SLOW = "0.25"  # seconds per forward in the killed run: 10 batches of 4 rows, ~2.5 s in all
 TOLERANCE = 1e-5
-
-
-@pytest.fixture(scope="session")
-def tiles_model(tmp_path_factory: pytest.TempPathFactory) -> TilesModel:
-    return trained_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def tiles(tmp_path_factory: pytest.TempPathFactory) -> Tiles:
-    return tiles_folder(tmp_path_factory)
 
 
 def _args(card: Path, out: Path) -> list[str]:

@@ -24,8 +24,6 @@ from dataset_fixtures import (
     Tiles,
     TilesModel,
     r2_score,
-    tiles_folder,
-    trained_model,
     write_parquet,
 )
 from PIL import Image
@@ -70,16 +68,6 @@ def _predictions(out: Path) -> dict[str, dict[str, str]]:
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)), "a row twice in predictions.csv"
     return {r["id"]: r for r in rows}
-
-
-@pytest.fixture(scope="session")
-def tiles_model(tmp_path_factory: pytest.TempPathFactory) -> TilesModel:
-    return trained_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def tiles(tmp_path_factory: pytest.TempPathFactory) -> Tiles:
-    return tiles_folder(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

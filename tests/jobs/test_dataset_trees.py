@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from cli_runner import invoke
-from dataset_fixtures import REGION_NAMES, Tiles, TilesModel, tiles_folder, trained_model
+from dataset_fixtures import REGION_NAMES, Tiles, TilesModel
 from tree_fixtures import (
     FEATURES,
     LABELS,
@@ -29,7 +29,6 @@ from tree_fixtures import (
     pricey,
     read_features,
     set_cell,
-    trained_trees,
     tree_project,
     write_subset,
     xgb_direct,
@@ -46,21 +45,6 @@ REGIONS = ("--regions-col", "regions", "--region-names", ",".join(REGION_NAMES))
 QUIET = ("--workers", "0", "--quiet")
 FAST = (*QUIET, "--no-figures", "--no-report")
 TREE_COHORTS = ("top", "bottom", "highest_error", "lowest_error")
-
-
-@pytest.fixture(scope="session")
-def tiles_model(tmp_path_factory: pytest.TempPathFactory) -> TilesModel:
-    return trained_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def tiles(tmp_path_factory: pytest.TempPathFactory) -> Tiles:
-    return tiles_folder(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def trees(tmp_path_factory: pytest.TempPathFactory) -> TreeModels:
-    return trained_trees(tmp_path_factory)
 
 
 def _run(cwd: Path, *args: str) -> tuple[int, str]:

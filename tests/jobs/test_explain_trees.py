@@ -18,14 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 from cli_runner import invoke
-from dataset_fixtures import Tiles, TilesModel, tiles_folder, trained_model
+from dataset_fixtures import Tiles, TilesModel
 from tree_fixtures import (
     FEATURES,
     TreeModels,
     lgb_direct,
     read_features,
     set_cell,
-    trained_trees,
     tree_project,
     write_merged,
 )
@@ -34,21 +33,6 @@ pytest.importorskip("shap")
 pytest.importorskip("lightgbm")
 
 SAMPLE = 6
-
-
-@pytest.fixture(scope="session")
-def tiles_model(tmp_path_factory: pytest.TempPathFactory) -> TilesModel:
-    return trained_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def tiles(tmp_path_factory: pytest.TempPathFactory) -> Tiles:
-    return tiles_folder(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def trees(tmp_path_factory: pytest.TempPathFactory) -> TreeModels:
-    return trained_trees(tmp_path_factory)
 
 
 def _explain(folder: Path, tiles_model: TilesModel) -> tuple[int, str]:
