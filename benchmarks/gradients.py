@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/gradients.py           # table -> RESULTS.md (gradients section)
     .venv/bin/python benchmarks/gradients.py --quick   # smoke run (resnet18, small counts)
+    .venv/bin/python benchmarks/gradients.py --device cuda --cases gradients   # on a GPU (prints)
 
 The floor of a method is its own passes on the same inputs, written by hand: the rows it must
 send through the model (an image's 50 IG steps, 50 SmoothGrad noisy copies ...) batched at the
@@ -9,6 +10,12 @@ method's forward batch (``--batch-size``), parameters frozen, the gradient taken
 (``torch.autograd.grad``), or only forwards for occlusion and RISE. Contenders run round-robin
 after a warm-up (the starting contender rotates each round) and medians are reported, so
 background load on a shared machine hits them alike; the ratios are what matter.
+
+``--device`` (default ``cpu``) puts the model and the inputs, and so every floor, seewhy and the
+peers, on that device; the inputs and SmoothGrad's noise are drawn on the CPU (as seewhy draws
+its noise) and moved, so they are the same numbers on every device. On CUDA each contender's
+timed call ends with ``torch.cuda.synchronize()`` (the work it queued is counted), and the table
+is only printed, under its own markers (``gradients-cuda``): RESULTS.md keeps the CPU block.
 """
 
 from __future__ import annotations
@@ -28,6 +35,32 @@ import seewhy
 from common import Run, build, forward_floor, markers, measure, publish
 
 warnings.filterwarnings("ignore")
+
+DEVICE = torch.device("cpu")
+"""Where the models, inputs, floors and peers run (``--device``)."""
+
+
+def timed(funcs: dict[str, Run]) -> dict[str, Run]:
+    """``funcs`` as ``measure`` should time them here: on CUDA each call waits for the work it
+    queued (``torch.cuda.synchronize``) before its clock stops; elsewhere as they are."""
+    if DEVICE.type != "cuda":
+        return funcs
+
+    def synced(f: Run) -> Run:
+        def run() -> object:
+            out = f()
+            torch.cuda.synchronize(DEVICE)
+            return out
+
+        return run
+
+    torch.cuda.synchronize(DEVICE)
+    return {k: synced(f) for k, f in funcs.items()}
+
+
+def on_device(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (made on the CPU, from a seeded generator) on :data:`DEVICE`."""
+    return t.to(DEVICE)
 
 
 def grad_floor(model: nn.Module, rows: Callable[[int, int], torch.Tensor], n: int, bs: int) -> Run:
@@ -58,10 +91,10 @@ def interpolated(x: torch.Tensor, steps: int) -> Callable[[int, int], torch.Tens
     depends a little on the values, e.g. near-zero points), built per chunk."""
     from seewhy.methods.gradients import quadrature
 
-    alphas = torch.tensor(quadrature("gauss-legendre", steps)[0])
+    alphas = torch.tensor(quadrature("gauss-legendre", steps)[0], device=x.device)
 
     def rows(start: int, stop: int) -> torch.Tensor:
-        idx = torch.arange(start, stop)
+        idx = torch.arange(start, stop, device=x.device)
         return x[idx // steps] * alphas[idx % steps].view(-1, 1, 1, 1)
 
     return rows
@@ -74,8 +107,8 @@ def noisy(x: torch.Tensor, samples: int, noise: float = 0.15) -> Callable[[int, 
     g = torch.Generator().manual_seed(0)
 
     def rows(start: int, stop: int) -> torch.Tensor:
-        idx = torch.arange(start, stop) // samples
-        eps = torch.randn((len(idx), *x.shape[1:]), generator=g)
+        idx = torch.arange(start, stop, device=x.device) // samples
+        eps = torch.randn((len(idx), *x.shape[1:]), generator=g).to(x.device)
         return x[idx] + sigma[idx].view(-1, 1, 1, 1) * eps
 
     return rows
@@ -84,9 +117,11 @@ def noisy(x: torch.Tensor, samples: int, noise: float = 0.15) -> Callable[[int, 
 def gradient_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str]]:
     from captum.attr import IntegratedGradients, Saliency
 
-    model = build(args.model, 1000)
-    x = torch.randn(
-        args.images, 3, args.side, args.side, generator=torch.Generator().manual_seed(0)
+    model = build(args.model, 1000).to(DEVICE)
+    x = on_device(
+        torch.randn(
+            args.images, 3, args.side, args.side, generator=torch.Generator().manual_seed(0)
+        )
     )
     bs, steps = args.batch_size, args.steps
     cls = int(model(x[:1]).argmax())
@@ -97,12 +132,14 @@ def gradient_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str]]
 
     plain = lambda s, e: x[s:e]  # noqa: E731
     t = measure(
-        {
-            "floor": grad_floor(model, plain, len(x), bs),
-            "seewhy saliency": explain("saliency"),
-            "seewhy inputxgrad": explain("inputxgrad"),
-            "captum Saliency": lambda: Saliency(model).attribute(x, target=cls, abs=True),
-        },
+        timed(
+            {
+                "floor": grad_floor(model, plain, len(x), bs),
+                "seewhy saliency": explain("saliency"),
+                "seewhy inputxgrad": explain("inputxgrad"),
+                "captum Saliency": lambda: Saliency(model).attribute(x, target=cls, abs=True),
+            }
+        ),
         args.reps,
     )
     out += [
@@ -139,7 +176,7 @@ def gradient_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str]]
     from seewhy.core.engine import bf16_native
 
     bf16_note = False
-    if bf16_native(torch.device("cpu")):
+    if bf16_native(DEVICE):
         contenders[f"seewhy ig(steps={steps},precision=bfloat16)"] = lambda: seewhy.explain(
             model, x, [f"ig(steps={steps},precision=bfloat16)"], target=cls, batch_size=bs
         )
@@ -149,7 +186,7 @@ def gradient_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str]]
         contenders["captum IG default (one batch)"] = lambda: ig.attribute(
             x, target=cls, n_steps=steps, method="gausslegendre"
         )
-    t = measure(contenders, args.reps)
+    t = measure(timed(contenders), args.reps)
     out += [
         (f"{args.model} ig, {len(x)} image(s)", k, v, f"{v / t['floor']:.2f}x floor")
         for k, v in t.items()
@@ -189,16 +226,19 @@ def gradient_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str]]
                 f"{args.model} ig, {len(x)} image(s)",
                 "seewhy ig precision=bfloat16",
                 math.nan,
-                "not run: this CPU does not compute bfloat16 natively (refused there)",
+                f"not run: this {'CPU' if DEVICE.type == 'cpu' else DEVICE.type} does not "
+                "compute bfloat16 natively (refused there)",
             )
         )
     t = measure(
-        {
-            "floor": grad_floor(model, noisy(x, steps), n, bs),
-            f"seewhy smoothgrad(samples={steps})": lambda: seewhy.explain(
-                model, x, [f"smoothgrad(samples={steps})"], target=cls, batch_size=bs
-            ),
-        },
+        timed(
+            {
+                "floor": grad_floor(model, noisy(x, steps), n, bs),
+                f"seewhy smoothgrad(samples={steps})": lambda: seewhy.explain(
+                    model, x, [f"smoothgrad(samples={steps})"], target=cls, batch_size=bs
+                ),
+            }
+        ),
         args.reps,
     )
     out += [
@@ -213,30 +253,32 @@ def expected_gradient_rows(args: argparse.Namespace) -> list[tuple[str, str, flo
         import shap
     except ImportError:
         return [("expected gradients", "shap not installed", math.nan, "-")]
-    model = build(args.model, 4)
+    model = build(args.model, 4).to(DEVICE)
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(args.images, 3, args.side, args.side, generator=g)
-    background = torch.randn(8, 3, args.side, args.side, generator=g)
+    x = on_device(torch.randn(args.images, 3, args.side, args.side, generator=g))
+    background = on_device(torch.randn(8, 3, args.side, args.side, generator=g))
     bs, draws = args.batch_size, args.steps
     cls = model(x).argmax(1)
     explainer = shap.GradientExplainer(model, background, batch_size=bs)
     t = measure(
-        {
-            f"seewhy expected-gradients(samples={draws})": lambda: seewhy.explain(
-                model,
-                x,
-                [f"expected-gradients(samples={draws})"],
-                target="pred",
-                batch_size=bs,
-                background=background,
-            ),
-            "shap GradientExplainer (default: all 4 outputs)": lambda: explainer.shap_values(
-                x, nsamples=draws
-            ),
-            "shap GradientExplainer ranked_outputs=1": lambda: explainer.shap_values(
-                x, nsamples=draws, ranked_outputs=1
-            ),
-        },
+        timed(
+            {
+                f"seewhy expected-gradients(samples={draws})": lambda: seewhy.explain(
+                    model,
+                    x,
+                    [f"expected-gradients(samples={draws})"],
+                    target="pred",
+                    batch_size=bs,
+                    background=background,
+                ),
+                "shap GradientExplainer (default: all 4 outputs)": lambda: explainer.shap_values(
+                    x, nsamples=draws
+                ),
+                "shap GradientExplainer ranked_outputs=1": lambda: explainer.shap_values(
+                    x, nsamples=draws, ranked_outputs=1
+                ),
+            }
+        ),
         args.reps,
     )
     del cls
@@ -250,9 +292,11 @@ def expected_gradient_rows(args: argparse.Namespace) -> list[tuple[str, str, flo
 def perturbation_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str]]:
     from captum.attr import Occlusion
 
-    model = build(args.model, 1000)
-    x = torch.randn(
-        args.images, 3, args.side, args.side, generator=torch.Generator().manual_seed(2)
+    model = build(args.model, 1000).to(DEVICE)
+    x = on_device(
+        torch.randn(
+            args.images, 3, args.side, args.side, generator=torch.Generator().manual_seed(2)
+        )
     )
     bs = args.batch_size
     cls = int(model(x[:1]).argmax())
@@ -261,23 +305,25 @@ def perturbation_rows(args: argparse.Namespace) -> list[tuple[str, str, float, s
     per_side = (args.side - w) // s + 1
     windows = per_side * per_side
     n = len(x) * windows
-    masked = lambda a, b: x[torch.arange(a, b) // windows]  # noqa: E731 - same rows, same cost
+    masked = lambda a, b: x[torch.arange(a, b, device=x.device) // windows]  # noqa: E731 - same rows, same cost
     occ = Occlusion(model)
     t = measure(
-        {
-            "floor (forwards of every window)": forward_floor(model, masked, n, bs),
-            f"seewhy occlusion(window={w},stride={s})": lambda: seewhy.explain(
-                model, x, [f"occlusion(window={w},stride={s})"], target=cls, batch_size=bs
-            ),
-            "captum Occlusion": lambda: occ.attribute(
-                x,
-                target=cls,
-                sliding_window_shapes=(3, w, w),
-                strides=(3, s, s),
-                baselines=0,
-                perturbations_per_eval=bs,
-            ),
-        },
+        timed(
+            {
+                "floor (forwards of every window)": forward_floor(model, masked, n, bs),
+                f"seewhy occlusion(window={w},stride={s})": lambda: seewhy.explain(
+                    model, x, [f"occlusion(window={w},stride={s})"], target=cls, batch_size=bs
+                ),
+                "captum Occlusion": lambda: occ.attribute(
+                    x,
+                    target=cls,
+                    sliding_window_shapes=(3, w, w),
+                    strides=(3, s, s),
+                    baselines=0,
+                    perturbations_per_eval=bs,
+                ),
+            }
+        ),
         args.reps,
     )
     floor = next(v for k, v in t.items() if k.startswith("floor"))
@@ -287,14 +333,19 @@ def perturbation_rows(args: argparse.Namespace) -> list[tuple[str, str, float, s
     ]
     masks = args.rise_masks
     t = measure(
-        {
-            "floor (forwards of every mask)": forward_floor(
-                model, lambda a, b: x[torch.arange(a, b) // masks], len(x) * masks, bs
-            ),
-            f"seewhy rise(masks={masks})": lambda: seewhy.explain(
-                model, x, [f"rise(masks={masks})"], target=cls, batch_size=bs
-            ),
-        },
+        timed(
+            {
+                "floor (forwards of every mask)": forward_floor(
+                    model,
+                    lambda a, b: x[torch.arange(a, b, device=x.device) // masks],
+                    len(x) * masks,
+                    bs,
+                ),
+                f"seewhy rise(masks={masks})": lambda: seewhy.explain(
+                    model, x, [f"rise(masks={masks})"], target=cls, batch_size=bs
+                ),
+            }
+        ),
         args.reps,
     )
     floor = next(v for k, v in t.items() if k.startswith("floor"))
@@ -352,7 +403,7 @@ def multimodal_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str
 
     from seewhy.core.model import Model
 
-    net = ImageTextMini()
+    net = ImageTextMini().to(DEVICE)
     words = [
         "the",
         "scan",
@@ -435,7 +486,7 @@ def multimodal_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str
         def points(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             sample = r // draws
             pick = torch.randint(n_bg, (len(r),), generator=g)
-            a = torch.rand(len(r), generator=g)
+            a = torch.rand(len(r), generator=g).to(DEVICE)
             bi, bt = bge["image"][pick], bge["text"][pick]
             img = bi + a.view(-1, 1, 1, 1) * (xe["image"][sample] - bi)
             return sample, img, bt + a.view(-1, 1, 1) * (xe["text"][sample] - bt)
@@ -482,7 +533,7 @@ def multimodal_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str
         contenders["shap GradientExplainer ranked_outputs=1"] = lambda: shap_run(1)
     except ImportError:
         pass
-    t = measure(contenders, args.reps)
+    t = measure(timed(contenders), args.reps)
     rows = [
         (f"image+text EG, {n} samples, bg {n_bg}", k, v, f"{v / t['floor']:.2f}x floor")
         for k, v in t.items()
@@ -491,7 +542,7 @@ def multimodal_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str
     def ig_points() -> Points:
         from seewhy.methods.gradients import quadrature
 
-        alphas = torch.tensor(quadrature("gauss-legendre", draws)[0])
+        alphas = torch.tensor(quadrature("gauss-legendre", draws)[0], device=DEVICE)
         base = model.text_baseline(xe)
 
         def points(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -526,7 +577,7 @@ def multimodal_rows(args: argparse.Namespace) -> list[tuple[str, str, float, str
             additional_forward_args=(xe["attention_mask"],),
         ),
     }
-    t = measure(contenders, args.reps)
+    t = measure(timed(contenders), args.reps)
     rows += [
         (f"image+text IG, {n} samples", k, v, f"{v / t['floor']:.2f}x floor") for k, v in t.items()
     ]
@@ -545,11 +596,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="resnet18, 64 px, few steps; prints only")
     ap.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda, cuda:N: where everything runs; not cpu: prints only",
+    )
+    ap.add_argument(
         "--cases",
         default="gradients,expected,perturbation,multimodal",
         help="comma list of: gradients, expected, perturbation, multimodal",
     )
     args = ap.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: CUDA is not available here")
     if args.quick:
         args.model, args.side, args.steps, args.rise_masks, args.reps = "resnet18", 64, 8, 64, 1
     if args.threads:
@@ -563,14 +623,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows = [r for name, build_rows in builders.items() if name in cases for r in build_rows(args)]
     every = cases >= set(builders)
-    begin, end = markers("gradients", cases, every)
+    cpu = DEVICE.type == "cpu"
+    begin, end = markers("gradients" if cpu else f"gradients-{DEVICE.type}", cases, every)
+    where = f"cpu: {platform.processor() or platform.machine()}"
+    if DEVICE.type == "cuda":
+        cap = torch.cuda.get_device_capability(DEVICE)
+        where = f"{torch.cuda.get_device_name(DEVICE)} (sm {cap[0]}.{cap[1]}), {where}"
     lines = [
         begin,
         "## Gradient and perturbation methods (`benchmarks/gradients.py`"
         + ("" if every else f" --cases {','.join(sorted(cases))}")
         + ")",
         "",
-        f"{datetime.date.today()}, cpu: {platform.processor() or platform.machine()}, "
+        f"{datetime.date.today()}, {where}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {args.model}, "
         f"{args.images} image(s) at {args.side} px, forward batch {args.batch_size}, "
         f"{args.steps} IG steps / SmoothGrad and EG draws, RISE {args.rise_masks} masks, "
@@ -581,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         *[f"| {c} | {k} | {v * 1000:.0f} | {r} |" for c, k, v, r in rows],
         end,
     ]
-    publish("\n".join(lines), begin, end, write=not args.quick)
+    publish("\n".join(lines), begin, end, write=not args.quick and cpu)
     return 0
 
 
