@@ -11,8 +11,11 @@ host syncs (``.item()``, ``.tolist()``, ``bool()``/``float()`` of a device tenso
 draws made ON the device (from its own generator, not a seeded CPU one).
 
 The passing tests pin what holds: every method, ``seewhy.check`` and ``seewhy explain``/``check``
-keep to the model's device and the same seed gives the same draws as on the CPU. The strict
-xfails are defects, each failing now and passing once fixed.
+keep to the model's device and the same seed gives the same draws as on the CPU. Four were
+defects, each failing before its fix: randomized weights drawn from the device's own generator
+(other numbers than the CPU's for the same seed), a host sync per forward chunk from the NaN
+check (the engine's and the gradient methods' loops now check once per call), and float64 on
+the device in the dataset's weight fingerprint and the randomization noise scale (MPS has none).
 """
 
 from __future__ import annotations
@@ -391,14 +394,6 @@ def test_cli_explain_and_check_with_device_cuda(
 
 
 # -- defects ----------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="checks/randomization.py:166-168 randomize_ re-initialises a CUDA model's layers "
-    "with reset_parameters() under torch's global RNG, i.e. CUDA's own Philox generator "
-    "(_seeded seeds torch.cuda.default_generators), not the CPU generator seeded from "
-    "(seed, block): the same --seed gives different randomized weights, so a different "
-    "randomization_similarity and verdict, on --device cuda than on --device cpu",
-)
 def test_randomization_draws_the_new_weights_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     from seewhy.checks.randomization import _generator, randomize_
 
@@ -410,14 +405,6 @@ def test_randomization_draws_the_new_weights_on_the_cpu(monkeypatch: pytest.Monk
     assert not sim.draws, f"{len(sim.draws)} draws on the device, e.g. {sim.draws[:2]}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/model.py:318-320 check_output runs bool(bad.any()) after EVERY forward; the "
-    "forward engine's map loop (occlusion, RISE, Score-CAM, deletion/insertion) and the "
-    "gradient methods' point loop (_path_sums -> _input_gradients -> Model.forward) so stop "
-    "the host once per batch_size chunk on CUDA: the next chunk cannot be queued while the GPU "
-    "runs this one. The NaN check could be kept on the device and read once per call",
-)
 @pytest.mark.parametrize(
     "method", ["rise(masks=64)", "ig(steps=32)", "occlusion(window=8,stride=4)"]
 )
@@ -433,13 +420,6 @@ def test_many_forwards_do_not_stop_the_host_once_per_chunk(method: str) -> None:
     assert syncs[4] <= syncs[64] + 4, syncs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs/dataset.py:199 _weights fingerprints the model with t.to(torch.float64) on "
-    "the model's device: MPS has no float64, so seewhy dataset --device mps fails before the "
-    "first row (and on CUDA the float64 sums, printed to 17 digits, differ from the CPU's in "
-    "the last bits, so a run resumed on another device redoes every row)",
-)
 def test_dataset_fingerprint_needs_no_float64_on_the_device() -> None:
     from seewhy.core.model import Model
     from seewhy.jobs.dataset import _weights
@@ -450,12 +430,6 @@ def test_dataset_fingerprint_needs_no_float64_on_the_device() -> None:
         _weights(model)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="checks/randomization.py:135 _scale takes p.detach().double() on the parameter's "
-    "device: the randomization check of an MPS model with a parameter outside a module with "
-    "reset_parameters() (a bare nn.Parameter, e.g. a ViT's cls_token/pos_embed) fails there",
-)
 def test_randomization_noise_scale_needs_no_float64_on_the_device(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

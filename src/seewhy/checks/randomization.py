@@ -129,10 +129,35 @@ def _seeded(seed: int, module: nn.Module) -> Iterator[None]:
         yield
 
 
+def _reset_on_cpu(m: nn.Module, reset: Callable[[], object], seed: int) -> None:
+    """``reset()`` (``m.reset_parameters``) under torch's CPU RNG seeded with ``seed``, with
+    ``m`` on the CPU for the call: a module on a GPU is moved there and back, so its new weights
+    are the CPU's draws, the same on every device for the same ``--seed`` (a GPU's own generator
+    draws other numbers). A module spread over several devices is reset where it is, its
+    devices' generators seeded."""
+    import torch
+
+    devices = {t.device for t in [*m.parameters(), *m.buffers()]}
+    away = {d for d in devices if d.type != "cpu"}
+    if len(away) == 1:
+        (device,) = away
+        m.to("cpu")
+        try:
+            with _seeded(seed, m), torch.no_grad():
+                reset()
+        finally:
+            m.to(device)
+        return
+    with _seeded(seed, m), torch.no_grad():
+        reset()
+
+
 def _scale(p: Tensor) -> float:
     """The standard deviation of the noise replacing ``p``: ``p``'s own std, else its mean
     absolute value (one element, or a constant tensor), else 1."""
-    t = p.detach().double()
+    import torch
+
+    t = p.detach().to("cpu", torch.float64)  # MPS has no float64
     for s in (float(t.std()) if t.numel() > 1 else math.nan, float(t.abs().mean())):
         if math.isfinite(s) and s > 0:
             return s
@@ -165,8 +190,7 @@ def randomize_(module: nn.Module, generator: torch.Generator, *, recurse: bool =
         reset = getattr(m, "reset_parameters", None)
         if callable(reset) and (recurse or next(m.children(), None) is None):
             seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
-            with _seeded(seed, m), torch.no_grad():
-                reset()
+            _reset_on_cpu(m, reset, seed)
         else:
             with torch.no_grad():
                 for p in m.parameters(recurse=False):
@@ -177,7 +201,7 @@ def randomize_(module: nn.Module, generator: torch.Generator, *, recurse: bool =
                             device=generator.device,
                             dtype=torch.float64,
                         )
-                        p.copy_(noise * _scale(p))
+                        p.copy_((noise * _scale(p)).to(p.dtype))
         stats = getattr(m, "reset_running_stats", None)
         if callable(stats):
             stats()

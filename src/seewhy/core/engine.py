@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from seewhy.core.errors import UsageError
 from seewhy.core.inputs import IMAGE, Inputs, check_batch_size
+from seewhy.core.model import check_output, check_rows, nonfinite_rows
 from seewhy.core.state import explaining
 from seewhy.core.targets import output_tensor
 
@@ -294,11 +295,11 @@ class ForwardEngine:
         )
         with autocast:
             if self._layout != torch.channels_last:
-                out = self.model.forward(chunk, module=self.model.module, finite=self._finite)
+                out = self.model.forward(chunk, module=self.model.module, finite=False)
             else:
                 try:
                     out = self.model.forward(
-                        _channels_last(chunk), module=self.model.module, finite=self._finite
+                        _channels_last(chunk), module=self.model.module, finite=False
                     )
                 except RuntimeError:
                     # A forward that needs contiguous tensors (``x.view(B, -1)`` on a conv
@@ -307,13 +308,21 @@ class ForwardEngine:
                     self._layout = torch.contiguous_format
                     if self._owns_copy:  # never re-lay the user's own (uncopyable) module
                         self.model.module.to(memory_format=torch.contiguous_format)
-                    out = self.model.forward(chunk, module=self.model.module, finite=self._finite)
+                    out = self.model.forward(chunk, module=self.model.module, finite=False)
         self._width = int(out.shape[-1])
         return out.float()
 
     def _run(self, batch: Inputs) -> list[Tensor]:
         """The outputs of ``batch``, ``batch_size`` rows at a time, in ``_running``."""
         return [self._forward(chunk) for chunk in batch.chunks(self.batch_size)]
+
+    def _check(self, out: Tensor) -> Tensor:
+        """``out`` (one call's outputs, every chunk) refused if a row is NaN or infinite and
+        the engine is ``finite``: checked once per call, not per chunk, so on a GPU the host
+        queues the next chunk while this one runs instead of waiting for each result."""
+        if self._finite:
+            check_output(out)
+        return out
 
     def _empty(self, *shape: int) -> Tensor:
         import torch
@@ -337,7 +346,7 @@ class ForwardEngine:
             return self._empty(0, self._outputs())
         with self._running():
             outs = self._run(batch)
-        return torch.cat(outs)  # outside inference mode: an ordinary tensor
+        return self._check(torch.cat(outs))  # outside inference mode: an ordinary tensor
 
     def map(
         self,
@@ -371,12 +380,17 @@ class ForwardEngine:
         if n == 0:
             return self._empty(0) if read is not None else self._empty(0, self._outputs())
         parts = []
+        bad = []  # per chunk, on the device: which rows were NaN or infinite
         with self._running():
             for start in range(0, n, self.batch_size):
                 stop = min(start + self.batch_size, n)
                 outs = self._run(Inputs.of(build(start, stop)))
                 out = outs[0] if len(outs) == 1 else torch.cat(outs)
+                if self._finite:
+                    bad.append(nonfinite_rows(out))
                 parts.append(out if read is None else read(out, start, stop))
+        if bad:
+            check_rows(torch.cat(bad))
         return torch.cat(parts).float()  # outside inference mode: an ordinary tensor
 
 

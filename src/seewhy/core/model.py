@@ -312,17 +312,38 @@ class Model:
         }
 
 
-def check_output(out: Tensor) -> None:
-    """Refuse NaN/inf outputs: an explanation of them would be noise."""
+def nonfinite_rows(out: Tensor) -> Tensor:
+    """Which rows of ``out`` ``[N, ...]`` hold a NaN or infinite value: bool ``[N]``, on
+    ``out``'s device (nothing is read back to the host)."""
     import torch
 
-    bad = (~torch.isfinite(out)).flatten(1).any(dim=1)
+    return (~torch.isfinite(out)).flatten(1).any(dim=1)
+
+
+def check_rows(bad: Tensor, where: str = "") -> None:
+    """Raise :class:`ModelOutputError` naming the rows flagged in ``bad`` (bool or counts
+    ``[N]``), if any: ONE read back to the host, so a loop over many forwards collects its flags
+    on the device (:func:`nonfinite_rows`) and checks them once, instead of stopping the host
+    after every chunk. ``where``: what the outputs were of (``" at IG's points"``)."""
     if bool(bad.any()):
         rows = bad.nonzero().flatten().tolist()
         raise ModelOutputError(
-            f"the model's output is NaN or infinite for batch rows {rows}; check the checkpoint "
-            "and the input preprocessing (mean/std, value range)"
+            f"the model's output is NaN or infinite{where} for batch rows {rows}; check the "
+            "checkpoint and the input preprocessing (mean/std, value range)"
         )
 
 
-__all__ = ["IMAGE", "Inputs", "Model", "Preprocess", "check_output"]
+def check_output(out: Tensor) -> None:
+    """Refuse NaN/inf outputs: an explanation of them would be noise."""
+    check_rows(nonfinite_rows(out))
+
+
+__all__ = [
+    "IMAGE",
+    "Inputs",
+    "Model",
+    "Preprocess",
+    "check_output",
+    "check_rows",
+    "nonfinite_rows",
+]

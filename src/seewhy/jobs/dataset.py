@@ -184,9 +184,10 @@ class _State:
 
 
 def _weights(model: Model) -> list[Any]:
-    """A fingerprint of a model's weights (each tensor's shape, sum and sum of squares in float64):
-    a model changed in memory (a notebook's retrain) or a factory file edited without a
-    checkpoint redoes the rows; about one pass over the weights, no copy."""
+    """A fingerprint of a model's weights (each tensor's shape, sum and sum of squares in float64,
+    on the CPU): a model changed in memory (a notebook's retrain) or a factory file edited
+    without a checkpoint redoes the rows; about one pass over the weights, one tensor's copy at
+    a time."""
     import hashlib
 
     import torch
@@ -196,7 +197,9 @@ def _weights(model: Model) -> list[Any]:
         for name, t in [*model.module.state_dict().items()]:
             if not isinstance(t, torch.Tensor):
                 continue
-            x = t.detach().to(torch.float64) if t.is_floating_point() else t.detach().double()
+            # on the CPU: the same figures whatever device the model is on (a run resumed on
+            # another device keeps its rows), and MPS has no float64
+            x = t.detach().to("cpu", torch.float64)
             digest.update(f"{name}:{tuple(t.shape)}:{float(x.sum()):.17g}".encode())
             digest.update(f":{float((x * x).sum()):.17g}".encode())
     return [digest.hexdigest()]

@@ -59,7 +59,7 @@ from seewhy.core.errors import MethodNotApplicableError, UsageError
 from seewhy.core.explanation import Explanation
 from seewhy.core.inputs import DEFAULT_BATCH_SIZE, IMAGE, Inputs, check_batch_size
 from seewhy.core.modalities import TABULAR, TEXT, token_records
-from seewhy.core.model import Model
+from seewhy.core.model import Model, check_rows, nonfinite_rows
 from seewhy.core.state import explaining
 from seewhy.core.targets import ResolvedTarget, Target
 from seewhy.methods.base import Method, check_seeds
@@ -190,11 +190,13 @@ def _input_gradients(
     names: Sequence[str],
     *,
     bf16: bool = False,
+    finite: bool = True,
 ) -> tuple[Tensor, ResolvedTarget, dict[str, Tensor]]:
     """One forward and one backward: the output ``[n, C]`` (detached, model dtype), the target
     resolved on it (a resolved target stays as it is) and d target / d input per name
     (float32). The inputs are fresh leaves; nothing else receives a gradient. ``bf16``: the
-    forward (and so its backward) runs under bfloat16 autocast; the output is read in float32."""
+    forward (and so its backward) runs under bfloat16 autocast; the output is read in float32.
+    ``finite=False``: a NaN/inf output is returned, not refused (the caller checks it)."""
     import contextlib
 
     import torch
@@ -207,7 +209,7 @@ def _input_gradients(
     )
     with torch.enable_grad():
         with autocast:
-            out = model.forward(batch.replace(**leaves))
+            out = model.forward(batch.replace(**leaves), finite=finite)
         if bf16:
             out = out.float()
         resolved = target.resolve(out)
@@ -288,6 +290,9 @@ def _path_sums(run: _Run, per_row: int, points: Points, *, bf16: bool = False) -
     total = x.batch_size * per_row
     sums = {n: torch.zeros(x[n].shape, dtype=torch.float32, device=x[n].device) for n in run.names}
     device = run.target.output_columns.device
+    # rows whose points gave a NaN/inf output, counted on the device and read once at the end
+    # (a check per chunk would stop the host after every forward on a GPU)
+    bad = torch.zeros(x.batch_size, dtype=torch.int32, device=device)
     for start in range(0, total, run.step):
         stop = min(start + run.step, total)
         flat = torch.arange(start, stop)
@@ -299,9 +304,10 @@ def _path_sums(run: _Run, per_row: int, points: Points, *, bf16: bool = False) -
                 for k, v in x.items()
             }
         )
-        _, _, grads = _input_gradients(
-            run.model, batch, run.target.rows(rows.to(device)), run.names, bf16=bf16
+        out, _, grads = _input_gradients(
+            run.model, batch, run.target.rows(rows.to(device)), run.names, bf16=bf16, finite=False
         )
+        bad.index_add_(0, rows.to(device), nonfinite_rows(out).to(torch.int32))
         for n in run.names:
             part = grads[n] if factors is None else grads[n] * factors[n]
             # the chunk's rows are consecutive: add each row's points in order (deterministic)
@@ -309,6 +315,7 @@ def _path_sums(run: _Run, per_row: int, points: Points, *, bf16: bool = False) -
                 lo = max(start, r * per_row) - start
                 hi = min(stop, (r + 1) * per_row) - start
                 sums[n][r] += part[lo:hi].sum(dim=0)
+    check_rows(bad, " at the method's points")
     return sums
 
 
