@@ -444,3 +444,38 @@ def test_randomization_noise_scale_needs_no_float64_on_the_device(
     module = sim.module(WithToken())
     with pretend("mps", monkeypatch), sim:
         randomize_(module, _generator(0, ""), recurse=False)
+
+
+class _RecordsPrecision(nn.Module):
+    """A small CNN that records the TF32 switches each forward runs under."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = Net()
+        self.seen: list[tuple[str, str]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = torch.backends
+        self.seen.append((b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision))
+        return self.net(x)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "ig(steps=4)", "occlusion(window=8,stride=8)"])
+def test_float32_runs_without_tf32_and_the_users_switches_come_back(method: str) -> None:
+    """Ampere+ GPUs run float32 convolutions in TF32 by default (cudnn.conv "tf32"): a
+    "float32, exact" map would differ from the CPU's by ~1e-3 of its scale. Inside a method the
+    switches are "ieee"; the user's own settings are back afterwards, also after an error."""
+    b = torch.backends
+    before = (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision)
+    try:
+        b.cudnn.conv.fp32_precision = "tf32"
+        b.cuda.matmul.fp32_precision = "tf32"
+        model = _RecordsPrecision().eval()
+        seewhy.explain(model, _images(2), [method], batch_size=8, precision="float32")
+        assert model.seen and set(model.seen) == {("ieee", "ieee")}, set(model.seen)
+        assert (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision) == ("tf32", "tf32")
+        with pytest.raises(Exception, match="outputs"):
+            seewhy.explain(model, _images(2), [method], target=7)
+        assert (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision) == ("tf32", "tf32")
+    finally:
+        b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision = before
