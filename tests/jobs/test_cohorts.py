@@ -114,3 +114,15 @@ def test_description_names_the_most_over_represented_class() -> None:
     )
     flat = describe("bottom", ["a", "b"], [0.5, 0.5], None, [0.5, 0.5], "price")
     assert flat == "bottom: no region takes more of the attribution than of the area"
+
+
+def test_error_cohorts_hold_at_most_half_the_rows_each_and_never_share_one() -> None:
+    """With the cohort size alone, a table of under 2 x size rows put its worst-predicted row
+    among the lowest errors too (an outside review's defect)."""
+    rows = [Row(id=f"r{k}", value=float(k), truth=float(k) + k * k / 10) for k in range(5)]
+    got = by_name(pick_cohorts(rows, "regression", size=32))
+    # |errors| 0, 0.1, 0.4, 0.9, 1.6 for r0..r4: two each (5 // 2)
+    assert got["highest_error"] == ["r4", "r3"]
+    assert got["lowest_error"] == ["r0", "r1"]
+    one = by_name(pick_cohorts(rows[:1], "regression", size=32))
+    assert one["highest_error"] == [] and one["lowest_error"] == []

@@ -228,12 +228,6 @@ def test_a_float_image_with_a_nan_pixel_is_not_explained_as_a_blank_image(
     assert abs(scores["nan"] - scores["ok"]) < abs(scores["nan"] - scores["blank"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs/cohorts.py _regression takes highest_error and lowest_error as the first "
-    "--cohort-size rows of each order: with a table of up to 2x32 rows they overlap (here both "
-    "hold all 12 rows, the worst-predicted row is in lowest_error)",
-)
 def test_highest_and_lowest_error_cohorts_do_not_share_rows(nets: Path) -> None:
     rng = np.random.default_rng(1)
     rows = []
@@ -288,11 +282,6 @@ def _labelled_card(folder: Path, labels: list[str]) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/targets.py resolve: a digit --target is read as a class index before the "
-    "labels are looked at, so with labels ['3', '7'] --target 7 is refused (no class 7)",
-)
 def test_a_target_that_is_one_of_the_labels_explains_that_label(nets: Path) -> None:
     _labelled_card(nets, ["3", "7"])
     code, output = invoke(
@@ -302,11 +291,6 @@ def test_a_target_that_is_one_of_the_labels_explains_that_label(nets: Path) -> N
     assert summary_of(nets / "o")["results"][0]["explained"] == "7"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/targets.py resolve: with labels ['1', '2', '3'] --target 1 silently explains "
-    "label '2' (index 1), while --target true reads the same '1' in a manifest as label '1'",
-)
 def test_a_digit_target_is_not_silently_another_label(nets: Path) -> None:
     _labelled_card(nets, ["1", "2", "3"])
     code, output = invoke(
@@ -319,12 +303,6 @@ def test_a_digit_target_is_not_silently_another_label(nets: Path) -> None:
     assert summary_of(nets / "o")["results"][0]["explained"] == "1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a setting given twice in one method's brackets is silently the last one "
-    "(occlusion(window=8,window=16) runs window 16), while a method given twice with "
-    "different settings is exit 2",
-)
 def test_a_setting_given_twice_is_a_usage_error(nets: Path) -> None:
     (nets / "card.toml").write_text(
         'arch = "nets.py:build"\nlabels = ["a", "b"]\n\n[preprocess]\nsize = 32\n'

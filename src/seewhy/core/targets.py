@@ -476,11 +476,11 @@ def parse_target(
         if key in ("pred", "value", "+value", "-value"):
             # On a multi-output regressor these mean output 0; names or indices pick others.
             return [RegressionTarget(output=0, sign=sign, output_name=_at(names, 0))]
-        if body.isdigit():
-            i = int(body)
-            return [RegressionTarget(output=i, sign=sign, output_name=_at(names, i))]
-        if body in names:
+        if body in names:  # a name wins over an index: names that are numbers mean themselves
             return [RegressionTarget(output=names.index(body), sign=sign, output_name=body)]
+        if body.isdigit():
+            i = _index(body, names, "output names")
+            return [RegressionTarget(output=i, sign=sign, output_name=_at(names, i))]
         raise TargetError(
             f"unknown regression target '{text}'{did_you_mean(body, ['value', *names])} "
             "Use value, -value, an output index or an output name."
@@ -492,15 +492,28 @@ def parse_target(
             f"target '{text}' is for regression models; this model's task is {task}. "
             "Use pred, a class index or a label."
         )
-    if text.isdigit():
-        i = int(text)
-        return [cls(i, _at(names, i))]
-    if text in names:
+    if text in names:  # a label wins over an index: labels that are numbers mean themselves
         return [cls(names.index(text), text)]
+    if text.isdigit():
+        i = _index(text, names, "labels")
+        return [cls(i, _at(names, i))]
     raise TargetError(
         f"unknown target '{text}'{did_you_mean(text, ['pred', 'all', 'true', *names])} "
         "Use pred, all, true, a class index or one of the model's labels."
     )
+
+
+def _index(text: str, names: Sequence[str], what: str) -> int:
+    """``text`` (digits, not one of ``names``) as an output index; refused when some of the
+    names are numbers themselves: ``--target 0`` with grades 1..5 would otherwise silently
+    explain grade 1."""
+    numbers = [n for n in names if n.strip().lstrip("+-").isdigit()]
+    if numbers:
+        raise TargetError(
+            f"target '{text}' is not one of the {what} ({', '.join(names)}); they are numbers, "
+            f"so a number names one of them, not an index: use one of {', '.join(numbers)}"
+        )
+    return int(text)
 
 
 def _at(names: Sequence[str], i: int) -> str | None:

@@ -58,7 +58,8 @@ def pick_cohorts(
     Regression: ``top`` / ``bottom`` are the decile of rows (the ``ceil(n/10)`` rows) with the
     highest / lowest true value when every row has one, else the highest / lowest prediction;
     ``highest_error`` / ``lowest_error`` are the rows with the largest / smallest absolute
-    residual (rows with a true value). Classification: ``misclassified`` (rows with a true
+    residual (rows with a true value), at most half of them each, so the two never share a
+    row. Classification: ``misclassified`` (rows with a true
     label that the prediction misses, the most confident first) and ``class:<label>`` per
     predicted class (most confident first).
 
@@ -90,9 +91,12 @@ def _regression(rows: Sequence[Row], size: int, what: str) -> list[Cohort]:
             Cohort("bottom", f"bottom decile of {word}", [r.id for r in bottom]),
         ]
     if truthful:
+        # at most half the rows each: with ``size`` alone the two would share rows in a table
+        # of under 2 x size rows (the worst-predicted row among the "lowest" errors)
+        k = min(size, len(truthful) // 2)
         errors = [(abs(r.residual or 0.0), r.id) for r in truthful]
-        high = sorted(errors, key=lambda e: (-e[0], e[1]))[:size]
-        low = sorted(errors, key=lambda e: (e[0], e[1]))[:size]
+        high = sorted(errors, key=lambda e: (-e[0], e[1]))[:k]
+        low = sorted(errors, key=lambda e: (e[0], e[1]))[:k]
         out += [
             Cohort("highest_error", "highest absolute error", [i for _, i in high]),
             Cohort("lowest_error", "lowest absolute error", [i for _, i in low]),

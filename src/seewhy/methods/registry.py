@@ -184,6 +184,10 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
                 raise UsageError(
                     f"method '{spec}': settings are name=value, e.g. '{name.strip()}(steps=32)'"
                 )
+            if key.strip() in settings:
+                raise UsageError(
+                    f"method '{spec}': setting '{key.strip()}' is given twice; give it once"
+                )
             settings[key.strip()] = _value(value)
     canonical = canonical_name(name.strip())
     takes = method_settings(canonical)
