@@ -14,7 +14,11 @@ baseline, the image multiplied by a random smooth mask) and reading how the targ
   ``batch_size`` rows per forward, the perturbed inputs built chunk by chunk (never all at
   once). ``precision="float32"`` (default) keeps the model's own precision (exact, the same on
   every machine); ``"auto"`` runs the perturbed forwards under bfloat16 autocast where the
-  hardware computes it natively. ``params["forward_dtype"]`` records what ran.
+  hardware computes it natively. ``params["forward_dtype"]`` records what ran. bfloat16 keeps
+  about 3 significant digits of each score, and occlusion subtracts nearly equal scores: its
+  maps are the less exact of the two (on resnet18, random weights, 96 px: Pearson r 0.997
+  against float32, largest difference 10% of the peak; RISE, averaging 500 masks, r 1.000),
+  and worse where windows move the score by under 1%.
 - Inputs other than the image (text ids, tabular features) go to every forward unchanged, each
   perturbed row with its own sample's entries.
 
