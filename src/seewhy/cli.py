@@ -214,6 +214,13 @@ def _samples(
     return samples
 
 
+def _text_from(text: str | None, text_col: str | None) -> str | None:
+    """The flag the samples' text comes from, named if no model takes text."""
+    if text is not None:
+        return "--text"
+    return None if text_col is None else f"--text-col {text_col}"
+
+
 @app.command()
 def explain(
     images: Images = None,
@@ -283,6 +290,7 @@ def explain(
             labels=_split([labels]) if labels else None,
             progress=not quiet,
             report=report,
+            text_from=_text_from(text, text_col),
         )
         outcome = run_explain(samples, model, opts)
         if not quiet:
@@ -414,6 +422,7 @@ def check(
             randomization_mode=randomization_mode,
             box_cols=tuple(_split([box_cols])) if box_cols else None,
             precision=precision,
+            text_from=_text_from(text, text_col),
         )
         outcome = run_check(samples, model, opts)
         if not quiet:

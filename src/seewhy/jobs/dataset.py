@@ -57,6 +57,7 @@ from seewhy.jobs.explain import (
     load_models,
     one_name_per_method,
 )
+from seewhy.jobs.resume import weights as _weights  # the fingerprint explain's resume takes too
 
 if TYPE_CHECKING:
     import numpy as np
@@ -181,28 +182,6 @@ class _State:
         from seewhy.core.atomic import atomic_write
 
         atomic_write(state_path, json.dumps(keys, indent=1, default=_jsonable))
-
-
-def _weights(model: Model) -> list[Any]:
-    """A fingerprint of a model's weights (each tensor's shape, sum and sum of squares in float64,
-    on the CPU): a model changed in memory (a notebook's retrain) or a factory file edited
-    without a checkpoint redoes the rows; about one pass over the weights, one tensor's copy at
-    a time."""
-    import hashlib
-
-    import torch
-
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, t in [*model.module.state_dict().items()]:
-            if not isinstance(t, torch.Tensor):
-                continue
-            # on the CPU: the same figures whatever device the model is on (a run resumed on
-            # another device keeps its rows), and MPS has no float64
-            x = t.detach().to("cpu", torch.float64)
-            digest.update(f"{name}:{tuple(t.shape)}:{float(x.sum()):.17g}".encode())
-            digest.update(f":{float((x * x).sum()):.17g}".encode())
-    return [digest.hexdigest()]
 
 
 def _file_stamp(path: Any) -> Any:

@@ -22,6 +22,7 @@ from seewhy.jobs.multimodal import (
     usable_row,
 )
 from seewhy.jobs.regression import is_lowering, one_map_note, opposites, raises_and_lowers
+from seewhy.jobs.resume import built_from
 from seewhy.jobs.resume import request as resume_request
 
 if TYPE_CHECKING:
@@ -62,6 +63,9 @@ class ExplainOptions:
     given, path-dependent when not."""
     figures: bool = True
     """Draw the figures (``False``: maps and summary only, e.g. a dataset run's rows)."""
+    text_from: str | None = None
+    """The flag the samples' text came from (``--text`` or ``--text-col``), named in the usage
+    error when no model takes text."""
 
 
 @dataclass
@@ -109,6 +113,22 @@ def load_models(specs: Sequence[str], opts: ExplainOptions) -> list[Any]:
     for m, name in zip(models, unique_ids([m.name for m in models]), strict=True):
         m.name = name
     return models
+
+
+def _check_text(
+    models: Sequence[Model], every: Sequence[Any], opts: ExplainOptions, samples: Sequence[Sample]
+) -> None:
+    """Refuse, before any work, text that no model takes (``--text`` or ``--text-col`` with
+    image-only models): it would be ignored, yet recorded beside each sample. With several
+    models, the ones that take text read it and the others leave it."""
+    given = opts.text_from or ("--text" if any(s.text is not None for s in samples) else None)
+    if given is None or any(m.text is not None for m in models):
+        return
+    names = ", ".join(m.name for m in every)
+    raise UsageError(
+        f"{given}: no model takes text ({names}); drop {given}, or give a model whose card has "
+        "[inputs] text"
+    )
 
 
 def _reads_a_layer(method: str) -> bool:
@@ -268,6 +288,13 @@ def run_explain(
     every: list[Any] = list(loaded) if loaded is not None else load_models(model_specs, opts)
     trees = [m for m in every if is_tree(m)]
     models: list[Model] = [m for m in every if not is_tree(m)]
+    _check_text(models, every, opts, samples)
+    # the --model each came from: the file its arch names is relative to its card's folder
+    sources = (
+        {m.name: str(spec) for m, spec in zip(every, model_specs, strict=True)}
+        if len(model_specs) == len(every)
+        else {}
+    )
     torch_methods, tree_methods = split_methods(opts.methods, models, trees)
     opts = dataclasses.replace(opts, methods=torch_methods)
     picked = [m.for_target(opts.target) for m in models]  # --target HEAD:LABEL picks a head
@@ -290,6 +317,7 @@ def run_explain(
         summary=summary,
         done=finished,
         samples=samples,
+        specs=sources,
     )
     errors: list[dict[str, Any]] = []
     columns = (
@@ -566,6 +594,9 @@ class _Run:
     _background_ids: list[str] | None = None
     recomputed: set[tuple[str, str]] = field(default_factory=set)
     """(model, method) pairs whose maps this run (re)computed: their checks are stale."""
+    specs: dict[str, str] = field(default_factory=dict)
+    """Each model's ``--model`` (by name): the file its arch names is found from it."""
+    _built: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def group(self, samples: Sequence[Sample]) -> dict[str, str]:
         """Explain a group of samples with every model; returns failed sample id -> reason."""
@@ -670,8 +701,11 @@ class _Run:
 
     def todo(self, sample: Sample, model: Model) -> _Todo:
         """What is left to do for (sample, model): the methods not finished under the same
-        request (another target, layer, checkpoint or image file recomputes them all)."""
-        request = resume_request(sample, model, self.opts.target)
+        request (another target, layer, checkpoint, model file, weights or image file recomputes
+        them all)."""
+        if model.name not in self._built:  # one pass over the weights per model per run
+            self._built[model.name] = built_from(model, self.specs.get(model.name))
+        request = resume_request(sample, model, self.opts.target, self._built[model.name])
         if self.opts.settings:  # another ig(steps=...) recomputes
             request["settings"] = self.opts.settings
         if self.draws_at_random:  # another --seed recomputes

@@ -3,6 +3,7 @@ when nothing it depends on changed."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -10,9 +11,15 @@ if TYPE_CHECKING:
     from seewhy.data.samples import Sample
 
 
-def request(sample: Sample, model: Model, target: str) -> dict[str, Any]:
+def request(
+    sample: Sample, model: Model, target: str, built: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What a (sample, model) result was computed from. A rerun reuses finished results only
-    when this is unchanged: another --target, layer, checkpoint or image file recomputes."""
+    when this is unchanged: another --target, layer, checkpoint or image file recomputes.
+
+    ``built``: what the model was built from beyond its description (:func:`built_from`: its
+    weights and the file its arch names), taken once per model per run, so a TorchScript file
+    re-exported or a factory file edited under the same name recomputes too."""
     d = model.describe()
     out = {
         "target": target.strip(),
@@ -22,11 +29,66 @@ def request(sample: Sample, model: Model, target: str) -> dict[str, Any]:
         "preprocess": d.get("preprocess"),
         "checkpoint": stamp(d.get("checkpoint")),
     }
+    if built:
+        out.update(built)
     if model.inputs:  # another normalisation, tokenizer or column recomputes
         out["inputs"] = model.inputs
     if model.output is not None:  # another output or head recomputes
         out["output"] = model.output
     return out
+
+
+def built_from(model: Model, spec: str | Path | None = None) -> dict[str, Any]:
+    """What a model was built from beyond its description: a fingerprint of its weights
+    (:func:`weights`) and, when its arch names a file (``torchscript:FILE``,
+    ``FILE.py:FACTORY``), that file's stamp (as a checkpoint's). ``spec``: the ``--model`` it
+    was loaded from (a card's relative paths start from the card's folder). One pass over the
+    weights: take it once per model per run."""
+    out: dict[str, Any] = {"weights": weights(model)}
+    file = arch_file(model.arch, spec)
+    if file is not None:
+        out["arch_file"] = stamp(file)
+    return out
+
+
+def arch_file(arch: str, spec: str | Path | None = None) -> Path | None:
+    """The file an arch string names (``torchscript:FILE``, ``FILE.py:FACTORY``), found as the
+    loader finds it: relative to the model card's folder when ``spec`` is a card, else to the
+    working folder (as the checkpoints' stamps, a relative path stays relative). None for an
+    arch that names no file (``timm:NAME`` ...)."""
+    kind, _, rest = arch.partition(":")
+    if kind == "torchscript":
+        name = rest
+    else:
+        name = arch.rpartition(":")[0]
+        if not name.endswith(".py"):
+            return None
+    if not name:
+        return None
+    card = str(spec) if spec is not None else ""
+    return Path(card).parent / name if card.lower().endswith(".toml") else Path(name)
+
+
+def weights(model: Model) -> list[Any]:
+    """A fingerprint of a model's weights (each tensor's shape, sum and sum of squares in float64,
+    on the CPU): a model changed in memory (a notebook's retrain), a factory file edited or a
+    TorchScript file re-exported without a checkpoint redoes its results; about one pass over
+    the weights, one tensor's copy at a time."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, t in [*model.module.state_dict().items()]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            # on the CPU: the same figures whatever device the model is on (a run resumed on
+            # another device keeps its rows), and MPS has no float64
+            x = t.detach().to("cpu", torch.float64)
+            digest.update(f"{name}:{tuple(t.shape)}:{float(x.sum()):.17g}".encode())
+            digest.update(f":{float((x * x).sum()):.17g}".encode())
+    return [digest.hexdigest()]
 
 
 def stamp(path: Any) -> list[Any] | None:
