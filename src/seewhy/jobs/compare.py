@@ -100,9 +100,15 @@ def _common_frame(
     width, height = image.size
     boxes = [m.preprocess.box(width, height) for m in models]
     if all(np.allclose(b, boxes[0], atol=1e-6) for b in boxes):
+        # the same part of the image, maybe at other sizes (a 224 px model beside a 384 px
+        # one): every map resampled to the first model's frame
         shown = np.asarray(models[0].preprocess.frame(image))
+        side = shown.shape[:2]
         return shown, {
-            m.name: {k: (v, np.ones(v.shape, bool)) for k, v in per_model[m.name][1].items()}
+            m.name: {
+                k: (r, np.ones(r.shape, bool))
+                for k, r in ((k, _resized(v, side)) for k, v in per_model[m.name][1].items())
+            }
             for m in models
         }
     scale = min(1.0, COMPARE_SIDE / max(width, height))
@@ -112,6 +118,20 @@ def _common_frame(
         for m, box in zip(models, boxes, strict=True)
     }
     return np.asarray(image.convert("RGB")), framed
+
+
+def _resized(heat: np.ndarray, side: tuple[int, int]) -> np.ndarray:
+    """``heat`` (h, w) bilinearly resampled to ``side`` (h, w); as it is when it fits."""
+    import numpy as np
+
+    if heat.shape[-2:] == tuple(side):
+        return heat
+    import torch
+    import torch.nn.functional as F
+
+    src = torch.from_numpy(np.ascontiguousarray(heat, dtype=np.float32))[None, None]
+    out = F.interpolate(src, size=tuple(side), mode="bilinear", align_corners=False)
+    return out[0, 0].numpy()
 
 
 def _agreement(
