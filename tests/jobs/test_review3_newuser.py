@@ -104,11 +104,6 @@ def _trace(path: Path, seed: int) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
-@pytest.mark.xfail(
-    strict=True,
-    reason="a TorchScript file re-exported to the same path is not part of explain's resume "
-    "request (checkpoint is null, the file is never stamped): the rerun keeps the old maps",
-)
 def test_a_torchscript_model_re_exported_to_the_same_file_is_recomputed(nets: Path) -> None:
     args = ["explain", "img0.png", "-m", "torchscript:ts.pt", "--labels", "a,b"]
     args += ["--method", "saliency", *QUIET]
@@ -123,12 +118,6 @@ def test_a_torchscript_model_re_exported_to_the_same_file_is_recomputed(nets: Pa
     np.testing.assert_allclose(first_map(nets / "o"), fresh, rtol=1e-5, atol=1e-8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="explain's resume request records a factory model's arch string but neither its "
-    "file nor its weights: after editing nets.py the rerun keeps the old model's maps "
-    "(seewhy dataset fingerprints the weights and recomputes)",
-)
 def test_editing_the_model_file_of_a_card_without_checkpoint_recomputes(nets: Path) -> None:
     (nets / "card.toml").write_text(
         'arch = "nets.py:build"\nlabels = ["a", "b"]\n\n[preprocess]\nsize = 32\n'
@@ -254,11 +243,6 @@ def test_highest_and_lowest_error_cohorts_do_not_share_rows(nets: Path) -> None:
 # -- misleading usage --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--text with only image models is silently ignored (exit 0, and summary.json "
-    "records the text as if it had been used); it should be a usage error naming --text",
-)
 def test_text_for_a_model_that_takes_no_text_is_a_usage_error(nets: Path) -> None:
     (nets / "card.toml").write_text(
         'arch = "nets.py:build"\nlabels = ["a", "b"]\n\n[preprocess]\nsize = 32\n'
