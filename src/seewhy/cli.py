@@ -580,7 +580,8 @@ def layers(
         bool, typer.Option("--all", help="Every module, not just spatial ones.")
     ] = False,
 ) -> None:
-    """List the layers a CAM can read, with output shapes; the auto choice is marked.
+    """List the layers a CAM can read, with output shapes; the auto choice is marked (or why
+    there is none said).
 
     Examples:
 
@@ -591,14 +592,29 @@ def layers(
 
     def work() -> None:
         from seewhy.api import auto_layer_name, layers, load_model
+        from seewhy.core.errors import LayerError, MethodNotApplicableError
 
         m = load_model(
             model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device="cpu"
         )
-        auto = auto_layer_name(m)
-        for r in layers(m, spatial_only=not show_all):
+        rows = layers(m, spatial_only=False)
+        try:
+            auto, why = auto_layer_name(m), ""
+        except (LayerError, MethodNotApplicableError) as exc:  # the list is still the answer
+            auto, why = None, " ".join(str(exc).split("; ", 1)[0].split())  # its fix: below
+        for r in rows if show_all else [r for r in rows if r.spatial]:
             mark = "  <- auto" if r.name == auto else ""
             typer.echo(f"{r.name:<40} {r.type:<24} {list(r.shape)}{mark}")
+        if auto is None:
+            spatial = [r.name for r in rows if r.spatial]
+            fix = (
+                f"name one with --layer (e.g. --layer {spatial[-1]}, the last spatial layer) "
+                'or layer = "NAME" in the model card'
+                if spatial
+                else "use a gradient or perturbation method, or a larger [preprocess] size "
+                "if the maps shrink to 1x1 at this one"
+            )
+            typer.echo(f"no auto choice: {why}; {fix}")
 
     _run(work)
 

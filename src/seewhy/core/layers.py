@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from seewhy.core.errors import LayerError, MethodNotApplicableError, closest
+from seewhy.core.errors import LayerError, MethodNotApplicableError, ModelLoadError, closest
 from seewhy.core.hooks import record_output_shapes
 
 if TYPE_CHECKING:
@@ -210,6 +210,53 @@ def _spatial_layout(
     return None
 
 
+def input_channels(model: nn.Module) -> tuple[str, int] | None:
+    """The model's first convolution and the channels it reads: the one timm's
+    ``pretrained_cfg["first_conv"]`` names, else the first ``Conv2d`` among its modules (a stem
+    is registered first). ``None`` when it has none."""
+    from torch import nn
+
+    modules = dict(model.named_modules())
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    first = cfg.get("first_conv") if isinstance(cfg, dict) else None
+    names = [first] if isinstance(first, str) and first in modules else []
+    names += [n for n, m in modules.items() if isinstance(m, nn.Conv2d)][:1]
+    for name in names:
+        channels = getattr(modules[name], "in_channels", None)
+        if isinstance(modules[name], nn.Conv2d) and isinstance(channels, int) and channels > 0:
+            return name, channels
+    return None
+
+
+def _dry_run(model: nn.Module, example: Tensor, run: DryRun | None = None) -> None:
+    """The model run once on ``example`` (or ``run()``).
+
+    A forward that fails where the image has other channels than the model's first convolution
+    reads (a 1- or 4-channel model fed RGB) is a :class:`ModelLoadError` naming the model, both
+    counts and the fix, not torch's traceback; any other error is raised as it is.
+    """
+    try:
+        run() if run is not None else model(example)
+    except RuntimeError as exc:
+        first = input_channels(model)
+        given = int(example.shape[1]) if getattr(example, "ndim", 0) == 4 else None
+        if first is None or given is None or first[1] == given:
+            raise
+        name, channels = first
+        fix = (
+            "give it a model card whose [preprocess] mean and std have one value each "
+            "(mean = [0.5], std = [0.5]): images then reach it in grayscale"
+            if channels == 1
+            else "seewhy feeds images as RGB (3 channels) or grayscale (1, when the card's "
+            "[preprocess] mean and std have one value each): wrap the model so it takes one "
+            "of those"
+        )
+        raise ModelLoadError(
+            f"{type(model).__name__} reads {channels}-channel images (its first convolution, "
+            f"'{name}') but gets {given} channels, shape {list(example.shape)}; {fix}"
+        ) from exc
+
+
 def _measure(
     model: nn.Module, spec: LayerSpec, example: Tensor, run: DryRun | None = None
 ) -> LayerSpec:
@@ -223,7 +270,7 @@ def _measure(
         torch.no_grad(),
         record_output_shapes([(spec.name, spec.module)]) as rec,
     ):
-        run() if run is not None else model(example)
+        _dry_run(model, example, run)
     calls = rec.calls.get(spec.name, 0)
     shape = rec.shapes.get(spec.name)
     if calls == 0:
@@ -311,7 +358,7 @@ def list_layers(
     spec = LayerSpec("", None, **hints)  # type: ignore[arg-type]
     size = _input_size(x)
     with explaining(model), torch.no_grad(), record_output_shapes(named) as rec:
-        run() if run is not None else model(x)
+        _dry_run(model, x, run)
     rows = []
     for n in rec.order:
         shape = rec.shapes[n]

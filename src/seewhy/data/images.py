@@ -57,6 +57,10 @@ def decode_image(source: str | Path | bytes | Image, bit_depth: str = "minmax") 
       PIL reads as mode ``I``), else min..max, since they have no usable full range; floats as
       0..1 when they lie in it, else min..max.
 
+    Non-finite pixels of a float image (NaN, often "no data") do not set the scale: min..max
+    and the ``full`` test are taken over the finite pixels, then NaN and -inf become black and
+    +inf white. An image with no finite pixel is refused.
+
     8-bit images are the same either way.
 
     The whole file is decoded here (not lazily), so a truncated file fails now, with its name.
@@ -65,7 +69,8 @@ def decode_image(source: str | Path | bytes | Image, bit_depth: str = "minmax") 
 
     Raises:
         ImageError: a missing file, a folder, an unreadable file, not an image, a corrupt or
-            truncated image, an image above the size limit, or an unsupported pixel mode.
+            truncated image, an image above the size limit, an unsupported pixel mode, or a
+            float image whose every pixel is NaN or inf.
         UsageError: an unknown ``bit_depth``.
     """
 
@@ -77,7 +82,7 @@ def decode_image(source: str | Path | bytes | Image, bit_depth: str = "minmax") 
     img, name, path = open_image(source)
     mode = img.mode
     try:
-        rgb, gray = _to_rgb(img, bit_depth)
+        rgb, gray = _to_rgb(img, bit_depth, name)
     except ValueError as exc:  # e.g. a mode PIL cannot convert to RGB
         raise ImageError(
             f"image {name} has pixel mode {mode}, which cannot be turned into RGB ({exc}); "
@@ -151,14 +156,20 @@ def open_image(
     return img, name, path
 
 
-def _to_rgb(img: Any, bit_depth: str = "minmax") -> tuple[Image, bool]:
+def _to_rgb(img: Any, bit_depth: str = "minmax", name: str = "<PIL image>") -> tuple[Image, bool]:
     import numpy as np
     from PIL import Image as PILImage
 
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(img, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
+        finite = np.isfinite(a)
+        if not finite.any():
+            raise ImageError(
+                f"image {name} has no finite pixel (every value is NaN or inf), so there is "
+                "nothing to explain; re-export it with its values"
+            )
+        lo, hi = float(a[finite].min()), float(a[finite].max())
         full = None
         if bit_depth == "full":
             if mode.startswith("I;16") or (mode == "I" and lo >= 0 and hi <= 65535):
@@ -168,9 +179,12 @@ def _to_rgb(img: Any, bit_depth: str = "minmax") -> tuple[Image, bool]:
         if full is not None:
             scaled = a / full * 255.0
         elif hi <= lo:
-            scaled = np.zeros_like(a)
+            scaled = np.where(finite, 0.0, a)
         else:
             scaled = (a - lo) / (hi - lo) * 255.0
+        # Non-finite pixels (a float image's "no data"): NaN and -inf are black, +inf white;
+        # the scale comes from the finite ones only.
+        scaled = np.clip(np.nan_to_num(scaled, nan=0.0, posinf=255.0, neginf=0.0), 0.0, 255.0)
         gray = PILImage.fromarray(np.round(scaled).astype(np.uint8))
         return gray.convert("RGB"), True
     if mode == "P":

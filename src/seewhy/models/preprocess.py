@@ -4,9 +4,11 @@ no crop."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from seewhy.core.errors import ModelLoadError
+from seewhy.core.layers import input_channels
 from seewhy.models.model import BIT_DEPTHS, CROP_MODES, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 if TYPE_CHECKING:
@@ -130,6 +132,17 @@ def _first(value: Any) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
+def _fit_channels(base: Preprocess, first_conv: tuple[str, int] | None) -> Preprocess:
+    """``base`` for a one-channel model (its first convolution reads 1 channel): one mean and
+    one std, each the mean of the three, so a grayscale image is normalised as the RGB
+    constants would normalise it on average (ImageNet: 0.449 and 0.226)."""
+    if first_conv is None or first_conv[1] != 1 or len(base.mean) == 1:
+        return base
+    mean = sum(base.mean) / len(base.mean)
+    std = sum(base.std) / len(base.std)
+    return dataclasses.replace(base, mean=(round(mean, 6),), std=(round(std, 6),))
+
+
 def resolve_preprocess(
     module: nn.Module, arch: str, overrides: dict[str, Any] | None = None
 ) -> Preprocess:
@@ -148,7 +161,9 @@ def resolve_preprocess(
     Defaults: timm's data config gives size, mean, std, interpolation, ``crop_pct`` and
     ``crop_mode``; torchvision's transforms give ``crop_pct = crop_size / resize_size`` in
     ``center`` mode; otherwise ImageNet mean/std at 224 with no crop (``squash`` at 1.0).
-    ``bit_depth`` defaults to ``minmax``.
+    ``bit_depth`` defaults to ``minmax``. A model whose first convolution reads one channel
+    (:func:`~seewhy.core.layers.input_channels`; X-ray models often do) gets one mean and one
+    std, the mean of the default three: its images are fed in grayscale.
 
     Raises:
         ModelLoadError: an unknown key or a value of the wrong form, naming it.
@@ -160,7 +175,7 @@ def resolve_preprocess(
         base = _from_torchvision(arch.split(":", 1)[1])
     else:
         base = _from_timm(module)
-    base = base or Preprocess()
+    base = _fit_channels(base or Preprocess(), input_channels(module))
     if not overrides:
         return base
     unknown = set(overrides) - set(KNOWN_KEYS)
