@@ -145,11 +145,6 @@ def test_editing_the_model_file_of_a_card_without_checkpoint_recomputes(nets: Pa
     ],
     ids=["explain", "layers"],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="a one-channel model given as an arch string (no card) gets 3-channel 224 px "
-    "input: the auto layer search crashes with torch's RuntimeError traceback (exit 1)",
-)
 def test_a_one_channel_model_without_a_card_is_not_a_traceback(
     nets: Path, args: tuple[str, ...]
 ) -> None:
@@ -171,11 +166,6 @@ def test_a_one_channel_model_without_a_card_is_not_a_traceback(
         one_line_error(result.output)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="seewhy layers exits 2 when the auto layer is 1x1 (a timm net at a small size), "
-    "though the error it prints tells the user to pick a layer from `seewhy layers MODEL`",
-)
 def test_layers_lists_the_layers_when_the_auto_choice_is_not_spatial(tmp_path: Path) -> None:
     (tmp_path / "r32.toml").write_text(
         'arch = "timm:test_resnet"\nlabels = ["a", "b"]\n\n[preprocess]\nsize = 32\n'
@@ -188,11 +178,6 @@ def test_layers_lists_the_layers_when_the_auto_choice_is_not_spatial(tmp_path: P
 # -- wrong numbers -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a float TIFF with one NaN pixel is min-max scaled with NaN bounds in "
-    "data/images.py _to_rgb: every pixel becomes 0, the model silently explains a blank image",
-)
 def test_a_float_image_with_a_nan_pixel_is_not_explained_as_a_blank_image(
     nets: Path,
 ) -> None:
