@@ -1,6 +1,5 @@
-"""Defects a third outside review (a new user's trials) found, each pinned by a strict xfail.
-
-Each test asserts the behaviour a user should get; it fails now and passes once fixed.
+"""Defects a third outside review (a new user's trials) found. Each test asserts the behaviour
+a user should get; each failed (as a strict xfail) before its fix.
 """
 
 from __future__ import annotations
