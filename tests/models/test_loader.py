@@ -322,7 +322,7 @@ def test_bad_specs_say_what_to_do(tmp_path: Path) -> None:
         load_model("timm:resnet81", device="cpu")
     with pytest.raises(ModelLoadError, match=r"torchvision has no model 'resnet_18'.*'resnet18'"):
         load_model("torchvision:resnet_18", device="cpu")
-    with pytest.raises(ModelLoadError, match=r"'hf:some/dir'.*not supported yet"):
+    with pytest.raises(ModelLoadError, match=r"'hf:some/dir'.*is not a folder.*save_pretrained"):
         load_model("hf:some/dir", device="cpu")
     with pytest.raises(CheckpointError, match=r"checkpoint best\.pth does not exist"):
         load_model("best.pth", device="cpu")  # a checkpoint is a model when it names its arch
@@ -767,9 +767,11 @@ def test_binary_class_names_from_a_checkpoint_with_a_single_output_head(tmp_path
         load_model("timm:test_resnet", checkpoint=tmp_path / "t.pth", num_classes=2, device="cpu")
 
 
-def test_hugging_face_message_recommends_a_factory_not_torchscript() -> None:
+def test_a_missing_hugging_face_folder_is_one_line_naming_save_pretrained() -> None:
+    """hf:PATH loads a saved transformers model (tests/jobs/test_hf_models.py); a wrong path says
+    what the folder must hold, in one line, never torchscript's advice."""
     with pytest.raises(ModelLoadError) as e:
         load_model("hf:some/dir", device="cpu")
     msg = str(e.value)
-    assert "FILE.py:FACTORY" in msg and "torchscript" not in msg.lower()
+    assert "save_pretrained" in msg and "torchscript" not in msg.lower()
     assert "jit" not in msg and "\n" not in msg

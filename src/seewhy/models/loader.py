@@ -206,6 +206,10 @@ def load_model(
     explicit = num_classes or card.get("num_classes")
     n = explicit or (len(labels) if labels else None) or _int(meta.get("num_classes"))
     module = _build(arch, n, base)
+    if arch.startswith("hf:") and not labels:
+        from seewhy.models.hf import hf_labels
+
+        labels = hf_labels(module)
     if weights and not explicit:
         head = _head_outputs(module, weights)
         binary = head == 1 and task == "classification" and n == 2
@@ -437,11 +441,16 @@ def _build(arch: str, n: int | None, base: Path) -> nn.Module:
                 f"{path} is not a TorchScript file: {str(exc).splitlines()[0]}"
             ) from None
     elif kind == "hf":
-        raise ModelLoadError(
-            f"'{arch}': Hugging Face models are not supported yet; wrap it in a FILE.py:FACTORY "
-            "whose function loads it (e.g. AutoModelForImageClassification.from_pretrained(DIR)) "
-            "and returns a module whose forward(pixel_values) gives the logits"
-        )
+        from seewhy.models.hf import build_hf
+
+        module = build_hf(_relative(base, rest), arch)
+        width = getattr(getattr(module, "config", None), "num_labels", n)
+        if n is not None and n != width:
+            raise ModelLoadError(
+                f"'{arch}' has {width} outputs (config.json num_labels) but "
+                f"{n} were asked for (labels or num_classes); fix the card, or save the "
+                "fine-tuned model with its head"
+            )
     elif ":" in arch:
         module = _from_factory(arch, n, base)
     elif Path(arch).suffix.lower() in CHECKPOINT_SUFFIXES:

@@ -5,6 +5,7 @@ no crop."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seewhy.core.errors import ModelLoadError
@@ -160,7 +161,8 @@ def resolve_preprocess(
 
     Defaults: timm's data config gives size, mean, std, interpolation, ``crop_pct`` and
     ``crop_mode``; torchvision's transforms give ``crop_pct = crop_size / resize_size`` in
-    ``center`` mode; otherwise ImageNet mean/std at 224 with no crop (``squash`` at 1.0).
+    ``center`` mode; ``hf:`` the saved processor (:func:`~seewhy.models.hf.hf_preprocess`);
+    otherwise ImageNet mean/std at 224 with no crop (``squash`` at 1.0).
     ``bit_depth`` defaults to ``minmax``. A model whose first convolution reads one channel
     (:func:`~seewhy.core.layers.input_channels`; X-ray models often do) gets one mean and one
     std, the mean of the default three: its images are fed in grayscale.
@@ -173,6 +175,10 @@ def resolve_preprocess(
         base = _from_timm(module)
     elif arch.startswith("torchvision:"):
         base = _from_torchvision(arch.split(":", 1)[1])
+    elif arch.startswith("hf:") and getattr(module, "name_or_path", None):
+        from seewhy.models.hf import hf_preprocess
+
+        base = hf_preprocess(module, Path(str(module.name_or_path)))
     else:
         base = _from_timm(module)
     base = _fit_channels(base or Preprocess(), input_channels(module))
