@@ -546,6 +546,7 @@ def dataset(
             report=report,
             thresholds=thresholds,
             manifests=list(manifests),
+            text_from=_text_from(None, text_col),
             id_col=id_col or "id",
             target_col=target_col,
             regions_col=regions_col,

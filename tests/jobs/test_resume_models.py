@@ -149,6 +149,20 @@ def test_text_col_for_image_models_only_is_a_usage_error(folder: Path) -> None:
     assert not (folder / "o").exists()  # before any work
 
 
+def test_dataset_text_col_for_image_models_only_is_a_usage_error(folder: Path) -> None:
+    """seewhy dataset ignored --text-col with image-only models (exit 0); it now refuses it
+    as explain does (this test failed before)."""
+    (folder / "m.csv").write_text("id,image_path,caption\nr0,img0.png,a red fracture\n")
+    code, output = invoke(
+        folder, "dataset", "m.csv", "--text-col", "caption", "-m", "cards/net.toml",
+        "--out", "o", "--workers", "0", *QUIET,
+    )  # fmt: skip
+    lines = [x for x in output.splitlines() if x.strip()]
+    assert code == 2 and len(lines) == 1, output
+    assert "--text-col caption" in lines[0] and "no model takes text" in lines[0]
+    assert not (folder / "o").exists()  # before any work
+
+
 def test_text_goes_to_the_model_that_takes_it_beside_an_image_model(folder: Path) -> None:
     (folder / "imgtext.toml").write_text(
         f'arch = "{MODELS.as_posix()}:ImageTextNet"\n'

@@ -45,6 +45,7 @@ from seewhy.jobs.cohorts import (
 )
 from seewhy.jobs.explain import (
     _batch_target,
+    _check_text,
     _error,
     _methods,
     _reads_a_layer,
@@ -397,6 +398,7 @@ def run_dataset(
         models = [head for head, _ in picked]
         opts = dataclasses.replace(opts, target=str(picked[0][1]))
     check_run(trees, opts.target, samples)
+    _check_text(models, every, opts, samples)
     for m in models:
         if m.task == "multilabel" and opts.target_col:
             raise UsageError(
@@ -1531,6 +1533,7 @@ def dataset(
         report=report,
         n_background=n_background,
         manifests=paths,
+        text_from=None if text_col is None else f"text_col={text_col!r}",
         id_col=id_col or "id",
         target_col=target_col,
         regions_col=regions_col,
