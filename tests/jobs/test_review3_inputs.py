@@ -203,6 +203,40 @@ def test_a_model_of_other_channels_is_one_line_naming_both_counts(nets: Path) ->
         )
 
 
+@pytest.mark.parametrize("method", ["saliency", "ig(steps=4)", "occlusion(window=8,stride=8)"])
+def test_without_a_cam_a_model_of_other_channels_is_one_line_too(nets: Path, method: str) -> None:
+    """With no CAM there was no probe: every sample failed with torch's error (exit 1). A dry
+    run now refuses it before any work (this test failed before)."""
+    code, output = invoke(
+        nets, "explain", "img0.png", "-m", "nets.py:four", "--labels", "a,b", "--method",
+        method, "--out", "o", *QUIET,
+    )  # fmt: skip
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, output
+    assert lines[0].startswith("seewhy: error: Net reads 4-channel images"), lines[0]
+    assert not (nets / "o").exists()
+
+
+def test_without_a_cam_other_errors_still_fail_each_sample_alone(nets: Path) -> None:
+    """The dry run converts only a channel mismatch: a model that fails otherwise still fails
+    its samples one by one (exit 1, errors.jsonl), as before."""
+    (nets / "boom.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Boom(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 2, 3)\n"
+        "    def forward(self, x):\n        raise RuntimeError('boom')\n\n"
+        "def build(num_classes=2):\n    return Boom()\n"
+    )
+    code, output = invoke(
+        nets, "explain", "img0.png", "-m", "boom.py:build", "--labels", "a,b", "--method",
+        "saliency", "--out", "o", *QUIET,
+    )  # fmt: skip
+    assert code == 1, output
+    errors = (nets / "o" / "errors.jsonl").read_text().splitlines()
+    assert len(errors) == 1 and "boom" in errors[0]
+
+
 def test_a_card_with_three_means_for_a_one_channel_model_names_the_fix(nets: Path) -> None:
     (nets / "card.toml").write_text(
         'arch = "nets.py:gray"\nlabels = ["a", "b"]\n\n[preprocess]\nsize = 32\n'

@@ -228,7 +228,7 @@ def input_channels(model: nn.Module) -> tuple[str, int] | None:
     return None
 
 
-def _dry_run(model: nn.Module, example: Tensor, run: DryRun | None = None) -> None:
+def dry_run(model: nn.Module, example: Tensor, run: DryRun | None = None) -> None:
     """The model run once on ``example`` (or ``run()``).
 
     A forward that fails where the image has other channels than the model's first convolution
@@ -270,7 +270,7 @@ def _measure(
         torch.no_grad(),
         record_output_shapes([(spec.name, spec.module)]) as rec,
     ):
-        _dry_run(model, example, run)
+        dry_run(model, example, run)
     calls = rec.calls.get(spec.name, 0)
     shape = rec.shapes.get(spec.name)
     if calls == 0:
@@ -358,7 +358,7 @@ def list_layers(
     spec = LayerSpec("", None, **hints)  # type: ignore[arg-type]
     size = _input_size(x)
     with explaining(model), torch.no_grad(), record_output_shapes(named) as rec:
-        _dry_run(model, x, run)
+        dry_run(model, x, run)
     rows = []
     for n in rec.order:
         shape = rec.shapes[n]

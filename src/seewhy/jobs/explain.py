@@ -177,7 +177,10 @@ def _validate(
                 method.check_applicable(m.module)
         check_samples(m, samples)
         layers[m.name] = None
-        if not cams or m.modalities.multimodal:  # a multimodal model's layer: on its batch
+        if m.modalities.multimodal:  # a multimodal model's layer: on its batch
+            continue
+        if not cams:
+            _channels_fit(m, example_image(m))
             continue
         for method in resolve_methods(cams, m.layer):
             try:  # what the method itself refuses (a CAM on TorchScript), before any work
@@ -193,6 +196,26 @@ def _validate(
             ) from None
         layers[m.name] = spec.name
     return layers
+
+
+def _channels_fit(model: Model, example: Any) -> None:
+    """One dry run of a blank image when no CAM probes the model: a model that reads other
+    channels than its images have (a 4-channel model) is one line, exit 2, before any work
+    (:func:`~seewhy.core.layers.dry_run`), not torch's error on every sample. Any other error
+    is left to the samples, each failing alone as before."""
+    import torch
+
+    from seewhy.core.errors import ModelLoadError
+    from seewhy.core.layers import dry_run
+    from seewhy.core.state import explaining
+
+    try:
+        with explaining(model.module), torch.no_grad():
+            dry_run(model.module, example)
+    except ModelLoadError:
+        raise
+    except Exception:  # the samples report it, one by one
+        return
 
 
 def _check_classes(model: Model, target: Any, spec: str, samples: Sequence[Sample]) -> None:
