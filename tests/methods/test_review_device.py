@@ -463,19 +463,27 @@ class _RecordsPrecision(nn.Module):
 @pytest.mark.parametrize("method", ["gradcam", "ig(steps=4)", "occlusion(window=8,stride=8)"])
 def test_float32_runs_without_tf32_and_the_users_switches_come_back(method: str) -> None:
     """Ampere+ GPUs run float32 convolutions in TF32 by default (cudnn.conv "tf32"): a
-    "float32, exact" map would differ from the CPU's by ~1e-3 of its scale. Inside a method the
-    switches are "ieee"; the user's own settings are back afterwards, also after an error."""
+    "float32, exact" map would differ from the CPU's by ~1e-3 of its scale. Inside a method on
+    a CUDA model the switches are "ieee"; the user's own settings are back afterwards, also
+    after an error. On the CPU they are not touched (a forward reading torch's legacy
+    allow_tf32 flag would otherwise meet the new API's settings and raise)."""
     b = torch.backends
     before = (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision)
     try:
         b.cudnn.conv.fp32_precision = "tf32"
         b.cuda.matmul.fp32_precision = "tf32"
-        model = _RecordsPrecision().eval()
-        seewhy.explain(model, _images(2), [method], batch_size=8, precision="float32")
-        assert model.seen and set(model.seen) == {("ieee", "ieee")}, set(model.seen)
-        assert (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision) == ("tf32", "tf32")
-        with pytest.raises(Exception, match="outputs"):
-            seewhy.explain(model, _images(2), [method], target=7)
+        cpu = _RecordsPrecision().eval()
+        seewhy.explain(cpu, _images(2), [method], batch_size=8, precision="float32")
+        assert cpu.seen and set(cpu.seen) == {("tf32", "tf32")}, set(cpu.seen)
+        sim = SimDevice()
+        model = sim.module(_RecordsPrecision().eval())
+        with sim:
+            images = _images(2).to("cuda")
+            seewhy.explain(model, images, [method], batch_size=8, precision="float32")
+            assert model.seen and set(model.seen) == {("ieee", "ieee")}, set(model.seen)
+            assert (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision) == ("tf32",) * 2
+            with pytest.raises(Exception, match="outputs"):
+                seewhy.explain(model, images, [method], target=7)
         assert (b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision) == ("tf32", "tf32")
     finally:
         b.cudnn.conv.fp32_precision, b.cuda.matmul.fp32_precision = before

@@ -353,6 +353,8 @@ class ForwardEngine:
         count: int,
         build: Callable[[int, int], Inputs],
         read: Callable[[Tensor, int, int], Tensor] | None = None,
+        *,
+        samples: Tensor | None = None,
     ) -> Tensor:
         """Rows ``0 .. count - 1`` built, run and read chunk by chunk; their concatenation.
 
@@ -361,7 +363,9 @@ class ForwardEngine:
         copy runs them, and ``read(out, start, stop)`` reduces the float32 output ``[n, C]``
         (default: the output itself), e.g. to the explained column. ``build`` and ``read`` run
         under ``torch.inference_mode`` (outside autocast). A ``build`` that returns more rows
-        than ``batch_size`` is still run ``batch_size`` rows at a time.
+        than ``batch_size`` is still run ``batch_size`` rows at a time. ``samples``: the batch
+        row each of the ``count`` rows copies (``[count]``), for a NaN/inf error to name those
+        (checked once, after the last chunk).
 
         Returns:
             The reads concatenated along the first dimension, float32. ``count == 0`` gives an
@@ -390,7 +394,7 @@ class ForwardEngine:
                     bad.append(nonfinite_rows(out))
                 parts.append(out if read is None else read(out, start, stop))
         if bad:
-            check_rows(torch.cat(bad))
+            check_rows(torch.cat(bad), " on perturbed copies", samples)
         return torch.cat(parts).float()  # outside inference mode: an ordinary tensor
 
 

@@ -320,15 +320,21 @@ def nonfinite_rows(out: Tensor) -> Tensor:
     return (~torch.isfinite(out)).flatten(1).any(dim=1)
 
 
-def check_rows(bad: Tensor, where: str = "") -> None:
+def check_rows(bad: Tensor, where: str = "", samples: Tensor | None = None) -> None:
     """Raise :class:`ModelOutputError` naming the rows flagged in ``bad`` (bool or counts
     ``[N]``), if any: ONE read back to the host, so a loop over many forwards collects its flags
     on the device (:func:`nonfinite_rows`) and checks them once, instead of stopping the host
-    after every chunk. ``where``: what the outputs were of (``" at IG's points"``)."""
+    after every chunk. ``where``: what the outputs were of (``" at the method's points"``).
+    ``samples``: the batch row each of the ``N`` rows came from (perturbed copies of a sample),
+    so the message names the user's rows, not the copies. At most 10 rows are listed."""
     if bool(bad.any()):
-        rows = bad.nonzero().flatten().tolist()
+        found = bad.nonzero().flatten()
+        if samples is not None:
+            found = samples.to(found.device)[found].unique()
+        rows = found.tolist()
+        shown = f"{rows[:10]}"[:-1] + f", ... ({len(rows)} rows)]" if len(rows) > 10 else rows
         raise ModelOutputError(
-            f"the model's output is NaN or infinite{where} for batch rows {rows}; check the "
+            f"the model's output is NaN or infinite{where} for batch rows {shown}; check the "
             "checkpoint and the input preprocessing (mean/std, value range)"
         )
 

@@ -22,7 +22,7 @@ TF32_SWITCHES = ("cuda.matmul", "cudnn.conv", "cudnn.rnn")
 
 
 @contextmanager
-def exact_float32() -> Iterator[None]:
+def exact_float32(active: bool = True) -> Iterator[None]:
     """float32 matmuls and convolutions computed in float32 inside the block; the previous
     settings after it.
 
@@ -31,9 +31,14 @@ def exact_float32() -> Iterator[None]:
     ``torch.set_float32_matmul_precision("high")``: maps and check figures would then differ
     from the CPU's by about 1e-3 of their scale, and ``precision="float32"`` promises exact
     figures, the same on every machine. The fast path on a GPU is ``precision="auto"`` /
-    ``bfloat16``, which autocast decides and this leaves alone. No effect on the CPU."""
+    ``bfloat16``, which autocast decides and this leaves alone. ``active=False`` (a model on
+    the CPU, where the switches mean nothing): nothing is touched, so a forward that reads
+    torch's legacy ``allow_tf32`` flags does not meet the new API's settings."""
     import torch
 
+    if not active:
+        yield
+        return
     switches = []
     for name in TF32_SWITCHES:
         group, _, leaf = name.partition(".")
@@ -54,7 +59,8 @@ def explaining(module: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and frozen parameters inside the block; the original state after it.
 
     Explanations are taken in eval mode (dropout off, batch-norm running statistics), whatever
-    mode the model was handed over in, with float32 computed exactly (:func:`exact_float32`).
+    mode the model was handed over in, with float32 computed exactly on a GPU
+    (:func:`exact_float32`).
     """
     training = [(m, m.training) for m in module.modules()]
     requires = [(p, p.requires_grad) for p in module.parameters()]
@@ -62,7 +68,8 @@ def explaining(module: nn.Module) -> Iterator[nn.Module]:
         module.eval()
         for p, _ in requires:
             p.requires_grad_(False)
-        with exact_float32():
+        on_cuda = any(p.device.type == "cuda" for p, _ in requires)
+        with exact_float32(on_cuda):
             yield module
     finally:
         for m, flag in training:

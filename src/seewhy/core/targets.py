@@ -479,7 +479,7 @@ def parse_target(
         if body in names:  # a name wins over an index: names that are numbers mean themselves
             return [RegressionTarget(output=names.index(body), sign=sign, output_name=body)]
         if body.isdigit():
-            i = _index(body, names, "output names")
+            i = _index(body, names, "output names", typed=text)
             return [RegressionTarget(output=i, sign=sign, output_name=_at(names, i))]
         raise TargetError(
             f"unknown regression target '{text}'{did_you_mean(body, ['value', *names])} "
@@ -503,15 +503,41 @@ def parse_target(
     )
 
 
-def _index(text: str, names: Sequence[str], what: str) -> int:
+def numbered(labels: Sequence[str] | None) -> list[str]:
+    """The labels that are whole numbers written out (grades ``1`` .. ``5``): with any, a
+    number names a label, never a class index."""
+    return [n for n in labels or () if n.strip().lstrip("+-").isdigit()]
+
+
+def label_index(text: str, labels: Sequence[str] | None) -> int | None:
+    """The index of the label ``text`` names: the label itself, else (the labels being
+    numbers) the label of the same value (``2.0``, as a Parquet column with a null holds
+    integers, names ``2``); None when it names none."""
+    labels = list(labels or ())
+    text = text.strip()
+    if text in labels:
+        return labels.index(text)
+    if numbered(labels):
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+        for i, name in enumerate(labels):
+            if name.strip().lstrip("+-").isdigit() and float(name) == value:
+                return i
+    return None
+
+
+def _index(text: str, names: Sequence[str], what: str, typed: str | None = None) -> int:
     """``text`` (digits, not one of ``names``) as an output index; refused when some of the
     names are numbers themselves: ``--target 0`` with grades 1..5 would otherwise silently
-    explain grade 1."""
-    numbers = [n for n in names if n.strip().lstrip("+-").isdigit()]
+    explain grade 1. ``typed``: what the user wrote (``-1``), for the message."""
+    numbers = numbered(names)
     if numbers:
         raise TargetError(
-            f"target '{text}' is not one of the {what} ({', '.join(names)}); they are numbers, "
-            f"so a number names one of them, not an index: use one of {', '.join(numbers)}"
+            f"target '{typed or text}' is not one of the {what} ({', '.join(names)}); they are "
+            f"numbers, so a number names one of them, not an index: use one of "
+            f"{', '.join(numbers)}"
         )
     return int(text)
 

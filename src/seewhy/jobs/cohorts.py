@@ -95,8 +95,9 @@ def _regression(rows: Sequence[Row], size: int, what: str) -> list[Cohort]:
         # of under 2 x size rows (the worst-predicted row among the "lowest" errors)
         k = min(size, len(truthful) // 2)
         errors = [(abs(r.residual or 0.0), r.id) for r in truthful]
-        high = sorted(errors, key=lambda e: (-e[0], e[1]))[:k]
         low = sorted(errors, key=lambda e: (e[0], e[1]))[:k]
+        taken = {i for _, i in low}  # tied errors: a row is in one of the two, never both
+        high = sorted((e for e in errors if e[1] not in taken), key=lambda e: (-e[0], e[1]))[:k]
         out += [
             Cohort("highest_error", "highest absolute error", [i for _, i in high]),
             Cohort("lowest_error", "lowest absolute error", [i for _, i in low]),
@@ -271,9 +272,18 @@ def true_value(
         if not math.isfinite(number):
             raise UsageError(f"the target column '{column}' is {value!r}")
         return number
+    from seewhy.core.targets import label_index, numbered
+
     text = str(value).strip()
-    if text in labels:
-        return text
+    named = label_index(text, labels)
+    if named is not None:
+        return labels[named]
+    if numbered(labels):
+        raise UsageError(
+            f"the target column '{column}' holds {text}, which is not one of the model's "
+            f"labels ({', '.join(labels)}); they are numbers, so a number names one of them, "
+            "not an index"
+        )
     index = _class_index(text)
     if index is not None and 0 <= index < classes:
         return labels[index] if labels else str(index)

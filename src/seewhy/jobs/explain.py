@@ -1045,10 +1045,19 @@ def _batch_target(model: Model, samples: Sequence[Sample], target: str) -> Any:
 
 
 def _true_class(model: Model, sample: Sample) -> int:
+    from seewhy.core.targets import label_index, numbered
+
     value = str(sample.truth).strip()
     labels = model.labels or []
-    if value in labels:
-        return labels.index(value)
+    named = label_index(value, labels)
+    if named is not None:
+        return named
+    if numbered(labels):
+        raise UsageError(
+            f"sample {sample.id}: true label '{value}' is not one of the model's labels "
+            f"({', '.join(labels)}); they are numbers, so a number names one of them, not an "
+            "index"
+        )
     if value.lstrip("-").isdigit():
         return int(value)
     raise UsageError(

@@ -572,7 +572,7 @@ class ScoreCAM(CAM):
         scores = torch.empty(b, k, device=image.device, dtype=torch.float32)
         baseline = torch.zeros(b, device=image.device, dtype=torch.float32)
         if len(first):
-            scores[alive] = engine.map(len(first), masked, column)[group]
+            scores[alive] = engine.map(len(first), masked, column, samples=first[:, 0])[group]
         dead = (~alive).nonzero()
         if len(dead) or blank:
             # A constant channel masks the image to zeros: one forward serves them all (one

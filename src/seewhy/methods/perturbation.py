@@ -343,7 +343,8 @@ class Occlusion(PerturbationMethod):
             return signs[sample] * out.gather(1, columns[sample, None])[:, 0]
 
         engine = run.engine(self.precision)
-        scores = engine.map(b * windows, occluded, score).view(b, n_top, n_left)
+        copies = torch.arange(b * windows, device=device) // windows
+        scores = engine.map(b * windows, occluded, score, samples=copies).view(b, n_top, n_left)
         clean = run.target.values.to(device)
         extra = 0
         if engine.low_precision:  # subtract scores of one precision
@@ -399,7 +400,7 @@ class Occlusion(PerturbationMethod):
                     sample = pos[start:stop, 0]
                     return signs[sample] * out.gather(1, columns[sample, None])[:, 0]
 
-                scores = engine.map(n, build, read)
+                scores = engine.map(n, build, read, samples=pos[:, 0])
                 result[where[:, 0], where[:, 1]] = (clean[pos[:, 0]] - scores).float()
             others[name] = result
             count += n
@@ -586,7 +587,8 @@ class RISE(PerturbationMethod):
             return s
 
         engine = run.engine(self.precision)
-        scores = engine.map(b * n, masked, accumulate).view(b, n)
+        copies = torch.arange(b * n) // n
+        scores = engine.map(b * n, masked, accumulate, samples=copies).view(b, n)
         if kind == "value":
             saliency = saliency - (scores.mean(dim=1) - shift)[:, None, None] * coverage
         # E[s | pixel kept]: each pixel's weighted sum over the masks that kept it, divided by
