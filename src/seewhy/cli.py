@@ -599,14 +599,22 @@ def layers(
             model, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, device="cpu"
         )
         rows = layers(m, spatial_only=False)
+        named = m.layer if m.layer and m.layer != "auto" else None  # the card's (or --layer)
         try:
             auto, why = auto_layer_name(m), ""
         except (LayerError, MethodNotApplicableError) as exc:  # the list is still the answer
             auto, why = None, " ".join(str(exc).split("; ", 1)[0].split())  # its fix: below
-        for r in rows if show_all else [r for r in rows if r.spatial]:
-            mark = "  <- auto" if r.name == auto else ""
+        for r in [r for r in rows if show_all or r.spatial or r.name == named]:
+            mark = "  <- the card's layer" if r.name == named else ""
+            mark = mark or ("  <- auto" if r.name == auto and not named else "")
             typer.echo(f"{r.name:<40} {r.type:<24} {list(r.shape)}{mark}")
-        if auto is None:
+        if named:
+            if named not in {r.name for r in rows}:
+                from seewhy.core.errors import did_you_mean
+
+                hint = did_you_mean(named, [r.name for r in rows])
+                typer.echo(f"the card's layer '{named}' is not a layer of this model{hint}")
+        elif auto is None:
             spatial = [r.name for r in rows if r.spatial]
             fix = (
                 f"name one with --layer (e.g. --layer {spatial[-1]}, the last spatial layer) "
