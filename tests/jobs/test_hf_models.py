@@ -157,3 +157,71 @@ def test_a_bad_hf_folder_is_one_line(saved: Path, spec: str, message: str) -> No
     code, output = invoke(saved, "explain", "img.png", "-m", spec, "--quiet")
     lines = [line for line in output.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and message in lines[0], output
+
+
+def test_processor_switches_and_factor_in_mean_and_std(tmp_path: Path) -> None:
+    from seewhy.models.hf import hf_preprocess
+
+    def pre(**cfg: object) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        (tmp_path / "preprocessor_config.json").write_text(
+            json.dumps(
+                {
+                    "size": {"height": 8, "width": 8},
+                    "image_mean": [0.5] * 3,
+                    "image_std": [0.25] * 3,
+                    **cfg,
+                }
+            )
+        )
+        p = hf_preprocess(torch.nn.Identity(), tmp_path)
+        return p.mean, p.std
+
+    assert pre() == ((0.5,) * 3, (0.25,) * 3)
+    assert pre(do_normalize=False) == ((0.0,) * 3, (1.0,) * 3)
+    mean, std = pre(do_rescale=False)  # (255 x - 0.5) / 0.25
+    assert mean == pytest.approx((0.5 / 255,) * 3) and std == pytest.approx((0.25 / 255,) * 3)
+    mean, std = pre(do_rescale=False, do_normalize=False)  # 255 x
+    assert mean == (0.0,) * 3 and std == pytest.approx((1 / 255,) * 3)
+    mean, std = pre(rescale_factor=2 / 255)  # (2 x - 0.5) / 0.25
+    assert mean == pytest.approx((0.25,) * 3) and std == pytest.approx((0.125,) * 3)
+
+
+def test_non_square_crop_frames_masks_and_describes_the_squashed_size(tmp_path: Path) -> None:
+    from seewhy.models.hf import hf_preprocess
+
+    transformers.DeiTImageProcessor(
+        size={"height": 40, "width": 56}, crop_size={"height": 32, "width": 48}
+    ).save_pretrained(tmp_path)
+    pre = hf_preprocess(torch.nn.Identity(), tmp_path)
+    assert pre.size == (32, 48) and pre.describe()["resize"] == [40, 56]
+    assert pre.frame_mask(Image.new("L", (50, 30), 255)).shape == (32, 48)
+    assert pre.frame_labels(np.zeros((30, 50), dtype=np.int64)).shape == (32, 48)
+    # the frame lies over the centre 32/40 x 48/56 of any image
+    left, top, right, bottom = pre.box(560, 400)
+    assert (left, top, right, bottom) == pytest.approx((40, 40, 520, 360))
+    # a square crop of a square size needs no squashed size: a plain crop_pct
+    transformers.DeiTImageProcessor(
+        size={"height": 256, "width": 256}, crop_size={"height": 224, "width": 224}
+    ).save_pretrained(tmp_path)
+    plain = hf_preprocess(torch.nn.Identity(), tmp_path)
+    assert plain.crop_pct == 0.875 and "resize" not in plain.describe()
+
+
+def test_a_one_output_model_with_two_labels_is_binary_and_num_classes_checked(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(0)
+    transformers.ResNetForImageClassification(
+        transformers.ResNetConfig(
+            embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=1
+        )
+    ).eval().save_pretrained(tmp_path / "rn1")
+    arch = f"hf:{tmp_path / 'rn1'}"
+    model = load_model(arch, labels=["no", "yes"], device="cpu")
+    assert model.labels == ["no", "yes"] and model.num_outputs == 1
+    model = load_model(arch, labels=["yes"], device="cpu")
+    assert model.labels == ["not yes", "yes"] and model.num_outputs == 1
+    with pytest.raises(ModelLoadError, match=r"1 outputs .* num_classes = 2"):
+        load_model(arch, num_classes=2, device="cpu")
+    with pytest.raises(ModelLoadError, match="1 outputs"):
+        load_model(arch, labels=["a", "b", "c"], device="cpu")

@@ -4,6 +4,7 @@ the same (its weights, the file its arch names), and text no model takes is refu
 from __future__ import annotations
 
 import json
+import json.decoder
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,12 @@ def test_the_arch_file_is_found_as_the_loader_finds_it() -> None:
     assert arch_file("torchscript:ts.pt") == Path("ts.pt")
     for arch in ("timm:resnet18", "torchvision:resnet18", "pkg.module:build", "module"):
         assert arch_file(arch, "card.toml") is None
+    # hf:DIR: its config.json, relative to the card's folder as the loader reads it
+    assert arch_file("hf:../vit", "cards/net.toml") == Path("cards/../vit/config.json")
+    assert arch_file("hf:vit") == Path("vit/config.json")
+    # package.module:FACTORY: the module's source file, wherever Python finds it
+    assert arch_file("json.decoder:JSONDecoder", "card.toml") == Path(json.decoder.__file__)
+    assert arch_file("no_such_pkg_here.nets:build") is None
 
 
 def test_an_unchanged_factory_model_is_reused_and_its_file_and_weights_recorded(

@@ -41,32 +41,63 @@ def request(
 def built_from(model: Model, spec: str | Path | None = None) -> dict[str, Any]:
     """What a model was built from beyond its description: a fingerprint of its weights
     (:func:`weights`) and, when its arch names a file (``torchscript:FILE``,
-    ``FILE.py:FACTORY``), that file's stamp (as a checkpoint's). ``spec``: the ``--model`` it
-    was loaded from (a card's relative paths start from the card's folder). One pass over the
-    weights: take it once per model per run."""
+    ``FILE.py:FACTORY``, the module of ``package.module:FACTORY``, an ``hf:DIR``'s
+    ``config.json``), that file's stamp (as a checkpoint's); for ``hf:DIR`` its
+    ``preprocessor_config.json``'s too. ``spec``: the ``--model`` it was loaded from (a card's
+    relative paths start from the card's folder). One pass over the weights: take it once per
+    model per run."""
     out: dict[str, Any] = {"weights": weights(model)}
     file = arch_file(model.arch, spec)
     if file is not None:
         out["arch_file"] = stamp(file)
+    if model.arch.partition(":")[0] == "hf" and file is not None:
+        from seewhy.models.hf import PROCESSOR_FILE
+
+        out["processor_file"] = stamp(file.parent / PROCESSOR_FILE)
     return out
 
 
 def arch_file(arch: str, spec: str | Path | None = None) -> Path | None:
-    """The file an arch string names (``torchscript:FILE``, ``FILE.py:FACTORY``), found as the
-    loader finds it: relative to the model card's folder when ``spec`` is a card, else to the
-    working folder (as the checkpoints' stamps, a relative path stays relative). None for an
-    arch that names no file (``timm:NAME`` ...)."""
+    """The file an arch string names (``torchscript:FILE``, ``FILE.py:FACTORY``, an
+    ``hf:DIR``'s ``DIR/config.json``), found as the loader finds it: relative to the model
+    card's folder when ``spec`` is a card, else to the working folder (as the checkpoints'
+    stamps, a relative path stays relative); for ``package.module:FACTORY`` the module's source
+    file, where Python finds one (the module is already imported when the model was loaded, so
+    nothing runs again). None for an arch that names no file (``timm:NAME`` ...) or a module
+    that cannot be found."""
     kind, _, rest = arch.partition(":")
-    if kind == "torchscript":
+    if kind in ("timm", "torchvision"):
+        return None
+    if kind == "hf":
+        name = str(Path(rest) / "config.json") if rest else ""
+    elif kind == "torchscript":
         name = rest
     else:
         name = arch.rpartition(":")[0]
         if not name.endswith(".py"):
-            return None
+            return _module_file(name) if name else None
     if not name:
         return None
     card = str(spec) if spec is not None else ""
     return Path(card).parent / name if card.lower().endswith(".toml") else Path(name)
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of the module ``name`` (``package.module``), or None."""
+    import importlib.util
+    import sys
+
+    module = sys.modules.get(name)
+    origin = getattr(module, "__file__", None) if module is not None else None
+    if not origin:
+        try:  # imports the parent packages only, and only where they are not imported yet
+            found = importlib.util.find_spec(name)
+        except Exception:  # not found, or a parent package that fails to import
+            return None
+        if found is None or not found.has_location:
+            return None
+        origin = found.origin
+    return Path(origin) if isinstance(origin, str) and origin else None
 
 
 def weights(model: Model) -> list[Any]:

@@ -206,10 +206,18 @@ def load_model(
     explicit = num_classes or card.get("num_classes")
     n = explicit or (len(labels) if labels else None) or _int(meta.get("num_classes"))
     module = _build(arch, n, base)
-    if arch.startswith("hf:") and not labels:
-        from seewhy.models.hf import hf_labels
+    if arch.startswith("hf:"):
+        hf_width = getattr(getattr(module, "config", None), "num_labels", None)
+        if explicit and hf_width is not None and explicit != hf_width:
+            raise ModelLoadError(
+                f"'{arch}' has {hf_width} outputs (config.json num_labels) but num_classes = "
+                f"{explicit} was asked for; fix the card, or save the fine-tuned model with its "
+                "head"
+            )
+        if not labels:
+            from seewhy.models.hf import hf_labels
 
-        labels = hf_labels(module)
+            labels = hf_labels(module)
     if weights and not explicit:
         head = _head_outputs(module, weights)
         binary = head == 1 and task == "classification" and n == 2
@@ -445,7 +453,8 @@ def _build(arch: str, n: int | None, base: Path) -> nn.Module:
 
         module = build_hf(_relative(base, rest), arch)
         width = getattr(getattr(module, "config", None), "num_labels", n)
-        if n is not None and n != width:
+        # one output with two labels is binary, [negative, positive] (load_model checks it)
+        if n is not None and n != width and (n, width) != (2, 1):
             raise ModelLoadError(
                 f"'{arch}' has {width} outputs (config.json num_labels) but "
                 f"{n} were asked for (labels or num_classes); fix the card, or save the "
