@@ -207,6 +207,23 @@ def test_non_square_crop_frames_masks_and_describes_the_squashed_size(tmp_path: 
     assert plain.crop_pct == 0.875 and "resize" not in plain.describe()
 
 
+def test_card_keys_that_leave_the_geometry_keep_the_processors_exact_crop(tmp_path: Path) -> None:
+    """A card setting only mean/std (or bit_depth) rebuilt a plain Preprocess and lost the
+    non-square squashed size; one setting the size takes its own geometry (failed before)."""
+    from seewhy.models.preprocess import resolve_preprocess
+
+    transformers.DeiTImageProcessor(
+        size={"height": 40, "width": 56}, crop_size={"height": 32, "width": 48}
+    ).save_pretrained(tmp_path)
+    module = torch.nn.Identity()
+    module.name_or_path = str(tmp_path)  # type: ignore[assignment]
+    kept = resolve_preprocess(module, f"hf:{tmp_path}", {"mean": [0.5], "std": [0.5]})
+    assert kept.describe()["resize"] == [40, 56] and kept.mean == (0.5,) and kept.source == "card"
+    assert kept.box(560, 400) == pytest.approx((40, 40, 520, 360))
+    own = resolve_preprocess(module, f"hf:{tmp_path}", {"size": 32})
+    assert own.size == (32, 32) and "resize" not in own.describe()
+
+
 def test_a_one_output_model_with_two_labels_is_binary_and_num_classes_checked(
     tmp_path: Path,
 ) -> None:

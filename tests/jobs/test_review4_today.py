@@ -99,9 +99,6 @@ def test_hf_swin_auto_layer_reads_the_image(tmp_path: Path) -> None:
     assert not torch.allclose(seen[0], seen[-1])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="hf processor's do_normalize / do_rescale = false are ignored"
-)
 @pytest.mark.parametrize("switch", ["do_normalize", "do_rescale"])
 def test_hf_processor_switches_are_honoured(tmp_path: Path, switch: str) -> None:
     transformers = pytest.importorskip("transformers")
@@ -116,10 +113,6 @@ def test_hf_processor_switches_are_honoured(tmp_path: Path, switch: str) -> None
     torch.testing.assert_close(ours, theirs, atol=1e-2, rtol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hf ConvNeXt shortest_edge >= 384: the processor squashes, seewhy centre-crops",
-)
 def test_hf_convnext_384_processor_geometry(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     transformers.ConvNextImageProcessor(size={"shortest_edge": 384}).save_pretrained(tmp_path)
@@ -130,9 +123,6 @@ def test_hf_convnext_384_processor_geometry(tmp_path: Path) -> None:
     assert float((ours - theirs).abs().mean()) < 0.02
 
 
-@pytest.mark.xfail(
-    strict=True, reason="hf DeiT processor with a non-square size/crop: crop_pct from height only"
-)
 def test_hf_deit_non_square_crop_geometry(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     transformers.DeiTImageProcessor(
@@ -147,10 +137,6 @@ def test_hf_deit_non_square_crop_geometry(tmp_path: Path) -> None:
     assert float((ours - theirs).abs().mean()) < 0.02
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hf model with num_labels=1 refuses labels = [negative, positive] (SPEC: binary)",
-)
 def test_hf_single_output_takes_negative_and_positive_labels(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
@@ -260,10 +246,6 @@ def test_error_cohorts_do_not_share_a_row_on_ties() -> None:
 # -- 4. explain's resume ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resume reuses an hf:DIR result after its config.json changed (same weights)",
-)
 def test_resume_notices_an_edited_hf_config(tmp_path: Path) -> None:
     _vit(tmp_path / "vit")
     _image(tmp_path / "img.png")
@@ -280,10 +262,6 @@ def test_resume_notices_an_edited_hf_config(tmp_path: Path) -> None:
     assert rerun["prediction"]["score"] == pytest.approx(fresh["prediction"]["score"], abs=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resume reuses a package.module:FACTORY result after the module's source changed",
-)
 def test_resume_notices_an_edited_package_factory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -203,19 +203,23 @@ def resolve_preprocess(
             f"[preprocess] mean has {len(mean)} values but std has {len(std)}; give both per "
             "channel"
         )
-    return Preprocess(
-        size=_size(overrides["size"]) if "size" in overrides else base.size,
-        mean=mean,
-        std=std,
-        interpolation=str(interpolation),
-        crop_pct=_crop_pct(overrides["crop_pct"]) if "crop_pct" in overrides else base.crop_pct,
-        crop_mode=(
+    fields: dict[str, Any] = {
+        "size": _size(overrides["size"]) if "size" in overrides else base.size,
+        "mean": mean,
+        "std": std,
+        "interpolation": str(interpolation),
+        "crop_pct": _crop_pct(overrides["crop_pct"]) if "crop_pct" in overrides else base.crop_pct,
+        "crop_mode": (
             _choice("crop_mode", overrides["crop_mode"], CROP_MODES)
             if "crop_mode" in overrides
             else base.crop_mode
         ),
-        bit_depth=_bit_depth(overrides["bit_depth"])
+        "bit_depth": _bit_depth(overrides["bit_depth"])
         if "bit_depth" in overrides
         else base.bit_depth,
-        source="card",
-    )
+        "source": "card",
+    }
+    if {"size", "crop_pct", "crop_mode"} & set(overrides):
+        return Preprocess(**fields)  # the card's own geometry
+    # the default's geometry kept as it is (an hf processor's exact non-square crop included)
+    return dataclasses.replace(base, **fields)
