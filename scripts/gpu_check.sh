@@ -53,14 +53,27 @@ step() {
 }
 
 # -- 00 install --------------------------------------------------------------------------------
-if [ -z "${SKIP_INSTALL:-}" ] || [ ! -x "$PY" ]; then
+# The lent GPU machine reaches no package index, and its python3 already holds torch (with
+# CUDA), torchvision, timm, transformers, typer, rich, jinja2, matplotlib, pillow, pytest and
+# pytest-xdist: seewhy runs there from src/ on that python3 (USE_SYSTEM_PYTHON=1 forces it,
+# USE_SYSTEM_PYTHON=0 forces a .venv). Elsewhere a .venv is made with the Makefile's install.
+NEEDED="import torch, torchvision, timm, typer, rich, jinja2, matplotlib, PIL, pytest"
+if [ "${USE_SYSTEM_PYTHON:-}" = 1 ] || { [ "${USE_SYSTEM_PYTHON:-}" != 0 ] &&
+    [ ! -x "$PY" ] && python3 -c "$NEEDED" >/dev/null 2>&1 &&
+    python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
+        >/dev/null 2>&1; }; then
+    PY="$(command -v python3)"
+    export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
+    log "gpu_check: using $PY (its own torch) with PYTHONPATH=$ROOT/src; nothing installed"
+elif [ -z "${SKIP_INSTALL:-}" ] || [ ! -x "$PY" ]; then
     step 00-install 420 bash -c '[ -x .venv/bin/python ] || python3 -m venv .venv
         .venv/bin/pip --disable-pip-version-check install -q -e ".[dev]"'
 fi
 if [ ! -x "$PY" ] || ! "$PY" -c "import seewhy, torch" >/dev/null 2>&1; then
-    log "gpu_check: no working .venv (see $OUT/00-install.log); nothing else can run"
+    log "gpu_check: no python with seewhy and torch (see $OUT/00-install.log); nothing else can run"
     exit 2
 fi
+SEEWHY="$PY -m seewhy.cli"
 
 # -- 01 facts ----------------------------------------------------------------------------------
 {
@@ -250,9 +263,9 @@ METHODS='gradcam,ig(steps=32),smoothgrad(samples=16),expected-gradients(samples=
 step 05-cli-explain 240 bash -c "
     set -e
     cd '$WORK'
-    '$ROOT/.venv/bin/seewhy' explain img0.png img1.png img2.png -m timm:test_resnet \
+    $SEEWHY explain img0.png img1.png img2.png -m timm:test_resnet \
         --device cuda --method '$METHODS' --out explain-cuda --seed 3
-    '$ROOT/.venv/bin/seewhy' explain img0.png img1.png img2.png -m timm:test_resnet \
+    $SEEWHY explain img0.png img1.png img2.png -m timm:test_resnet \
         --device cpu --method '$METHODS' --out explain-cpu --seed 3 --quiet
     '$PY' - <<'PYEOF'
 import numpy as np
@@ -272,7 +285,7 @@ PYEOF
 "
 step 06-cli-check 180 bash -c "
     cd '$WORK'
-    '$ROOT/.venv/bin/seewhy' check img0.png img1.png img2.png -m timm:test_resnet \
+    $SEEWHY check img0.png img1.png img2.png -m timm:test_resnet \
         --device cuda --method 'gradcam,ig(steps=16)' --out check-cuda --seed 3
 "
 
