@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -228,16 +229,68 @@ def input_channels(model: nn.Module) -> tuple[str, int] | None:
     return None
 
 
+def expected_size(model: nn.Module) -> tuple[int, int] | None:
+    """The ``(H, W)`` the model states it takes, where it states one: a Hugging Face
+    ``config.image_size``, or a timm patch embedding with a strict ``img_size``. ``None`` for
+    models that take any size (CNNs) or say nothing."""
+    for module in model.modules():
+        side = getattr(getattr(module, "config", None), "image_size", None)
+        if side is None and getattr(module, "strict_img_size", False):
+            side = getattr(module, "img_size", None)
+        if isinstance(side, int) and side > 0:
+            return side, side
+        if (
+            isinstance(side, (list, tuple))
+            and len(side) == 2
+            and all(isinstance(v, int) and v > 0 for v in side)
+        ):
+            return int(side[0]), int(side[1])
+    return None
+
+
+_SIZE_WORDS = re.compile(r"\b(size|height|width|resolution)\b", re.IGNORECASE)
+
+
+def _size_mismatch(model: nn.Module, example: Tensor, exc: Exception) -> ModelLoadError | None:
+    """A one-line :class:`ModelLoadError` for a forward that failed because the image is not
+    the size the model states it takes (a ViT's position embeddings fit one grid): the error
+    speaks of a size and names the model's, and the image's differs. ``None`` otherwise."""
+    wanted, given = expected_size(model), _input_size(example)
+    if wanted is None or given is None or wanted == given:
+        return None
+    message = str(exc)
+    numbers = set(re.findall(r"\d+", message))
+    if not _SIZE_WORDS.search(message) or not {str(wanted[0]), str(wanted[1])} & numbers:
+        return None
+    h, w = wanted
+    size = str(h) if h == w else f"[{h}, {w}]"
+    return ModelLoadError(
+        f"{type(model).__name__} takes {h}x{w} images but gets {given[0]}x{given[1]} "
+        f"(shape {list(example.shape)}); set [preprocess] size = {size} in its model card"
+    )
+
+
 def dry_run(model: nn.Module, example: Tensor, run: DryRun | None = None) -> None:
     """The model run once on ``example`` (or ``run()``).
 
     A forward that fails where the image has other channels than the model's first convolution
     reads (a 1- or 4-channel model fed RGB) is a :class:`ModelLoadError` naming the model, both
-    counts and the fix, not torch's traceback; any other error is raised as it is.
+    counts and the fix, not torch's traceback; so is one that fails on an image of another size
+    than the model states it takes (:func:`expected_size`: a Hugging Face or timm ViT given a
+    card's other ``[preprocess] size``), where the error speaks of the size. Any other error is
+    raised as it is.
     """
     try:
         run() if run is not None else model(example)
+    except (ValueError, AssertionError) as exc:
+        mismatch = _size_mismatch(model, example, exc)
+        if mismatch is None:
+            raise
+        raise mismatch from exc
     except RuntimeError as exc:
+        mismatch = _size_mismatch(model, example, exc)
+        if mismatch is not None:
+            raise mismatch from exc
         first = input_channels(model)
         given = int(example.shape[1]) if getattr(example, "ndim", 0) == 4 else None
         if first is None or given is None or first[1] == given:
@@ -391,6 +444,23 @@ def auto_layer(
         return get_layer(model, name, example, run)
     x = example if example is not None else example_input(model)
     rows = list_layers(model, x, run)
+    row = _auto_row(model, rows)
+    # A module whose output is the same whatever the image (a Swin attention's relative position
+    # bias, [1, heads, N, N], read as an N x N map) shows nothing about the image: skip it.
+    while not reads_input(model, row.name, x, run):
+        rows = [r for r in rows if r.name != row.name]
+        row = _auto_row(model, rows)
+    return dataclasses.replace(
+        get_layer(model, row.name),
+        layout=row.layout or "auto",
+        calls=row.calls,
+        input_size=_input_size(x),
+        shape=row.shape,
+    )
+
+
+def _auto_row(model: nn.Module, rows: list[LayerInfo]) -> LayerInfo:
+    """The row :func:`auto_layer` picks among a dry run's ``rows``."""
     four_d = [r for r in rows if r.spatial and len(r.shape) == 4]
     tokens = [r for r in rows if r.spatial and len(r.shape) == 3]
     pick = four_d or tokens
@@ -411,14 +481,68 @@ def auto_layer(
             "a vector or a 1x1 map), so CAM methods cannot apply; use a gradient or "
             "perturbation method"
         )
-    row = pick[-1]
-    return dataclasses.replace(
-        get_layer(model, row.name),
-        layout=row.layout or "auto",
-        calls=row.calls,
-        input_size=_input_size(x),
-        shape=row.shape,
-    )
+    return pick[-1]
+
+
+def _run_on(model: nn.Module, example: Tensor, image: Tensor, run: DryRun | None) -> bool:
+    """The model run once on ``image`` in place of ``example`` (for ``run``, which holds the
+    example, written into it and then restored); ``False`` where that cannot be done or the run
+    fails."""
+    if run is None:
+        try:
+            model(image)
+        except Exception:  # a model that refuses this image: no answer, not an error
+            return False
+        return True
+    saved = example.clone()
+    try:
+        example.copy_(image)
+    except RuntimeError:  # an expanded or inference tensor: not writable
+        return False
+    try:
+        run()
+    except Exception:  # as above
+        return False
+    finally:
+        example.copy_(saved)
+    return True
+
+
+def reads_input(
+    model: nn.Module, name: str, example: Tensor | None = None, run: DryRun | None = None
+) -> bool:
+    """Whether the output of layer ``name`` changes with the image: two dry runs, on the
+    ``example`` and on another image, must not give the same output (a module computed from the
+    weights alone, as a relative position bias, gives it bit for bit).
+
+    With ``run`` (a model with several inputs) the other image is written into ``example`` for
+    the second run, and the example restored. Where that cannot be done (an example that is not
+    a float image batch, or not writable) or the second run fails, the layer is taken to read
+    the image.
+    """
+    import torch
+
+    from seewhy.core.hooks import capture_output
+    from seewhy.core.state import explaining
+
+    x = example if example is not None else example_input(model)
+    if _input_size(x) is None or not x.is_floating_point():
+        return True
+    module = dict(model.named_modules())[name]
+    generator = torch.Generator().manual_seed(0)
+    other = torch.rand(tuple(x.shape), generator=generator).to(x) * 2 - 1 + x
+    seen = []
+    with explaining(model), torch.no_grad():
+        for image in (x, other):
+            with capture_output(module, name, leaf=False) as cap:
+                if image is x:
+                    dry_run(model, x, run)
+                elif not _run_on(model, x, image, run):
+                    return True
+            if cap.value is None:
+                return True
+            seen.append(cap.value)
+    return seen[0].shape != seen[1].shape or not torch.equal(seen[0], seen[1])
 
 
 def resolve_layer(
