@@ -1,6 +1,6 @@
 """Outside review of today's commits (hf:DIR, numeric labels, error cohorts, explain's resume,
-NaN rows, TF32 switches): each test asserts the correct behaviour and is a strict xfail until
-the defect it names is fixed. Tiny models (random weights, 16-32 px), nothing downloaded."""
+NaN rows, TF32 switches): each test asserts the correct behaviour; each failed (as a strict
+xfail) before its fix. Tiny models (random weights, 16-32 px), nothing downloaded."""
 
 from __future__ import annotations
 
@@ -67,10 +67,6 @@ def _processor_pixels(folder: Path, image: Image.Image) -> tuple[torch.Tensor, t
 # -- 1. hf:DIR ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hf Swin: auto CAM layer is relative_position_bias (a constant), not image features",
-)
 def test_hf_swin_auto_layer_reads_the_image(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
@@ -152,10 +148,6 @@ def test_hf_single_output_takes_negative_and_positive_labels(tmp_path: Path) -> 
     assert model.labels == ["benign", "malignant"] and model.num_outputs == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a card size the ViT cannot take is a ValueError traceback, not a one-line exit 2",
-)
 def test_hf_vit_card_size_mismatch_is_one_line(tmp_path: Path) -> None:
     _vit(tmp_path / "vit")
     _image(tmp_path / "img.png")
