@@ -605,8 +605,12 @@ def layers(
         except (LayerError, MethodNotApplicableError) as exc:  # the list is still the answer
             auto, why = None, " ".join(str(exc).split("; ", 1)[0].split())  # its fix: below
         for r in [r for r in rows if show_all or r.spatial or r.name == named]:
-            mark = "  <- the card's layer" if r.name == named else ""
-            mark = mark or ("  <- auto" if r.name == auto and not named else "")
+            marks = [
+                w
+                for w, hit in (("auto", r.name == auto), ("the card's layer", r.name == named))
+                if hit
+            ]
+            mark = f"  <- {', '.join(marks)}" if marks else ""
             typer.echo(f"{r.name:<40} {r.type:<24} {list(r.shape)}{mark}")
         if named:
             if named not in {r.name for r in rows}:
