@@ -282,32 +282,35 @@ def dry_run(model: nn.Module, example: Tensor, run: DryRun | None = None) -> Non
     """
     try:
         run() if run is not None else model(example)
-    except (ValueError, AssertionError) as exc:
-        mismatch = _size_mismatch(model, example, exc)
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        mismatch = _size_mismatch(model, example, exc) or (
+            _channel_mismatch(model, example) if isinstance(exc, RuntimeError) else None
+        )
         if mismatch is None:
             raise
         raise mismatch from exc
-    except RuntimeError as exc:
-        mismatch = _size_mismatch(model, example, exc)
-        if mismatch is not None:
-            raise mismatch from exc
-        first = input_channels(model)
-        given = int(example.shape[1]) if getattr(example, "ndim", 0) == 4 else None
-        if first is None or given is None or first[1] == given:
-            raise
-        name, channels = first
-        fix = (
-            "give it a model card whose [preprocess] mean and std have one value each "
-            "(mean = [0.5], std = [0.5]): images then reach it in grayscale"
-            if channels == 1
-            else "seewhy feeds images as RGB (3 channels) or grayscale (1, when the card's "
-            "[preprocess] mean and std have one value each): wrap the model so it takes one "
-            "of those"
-        )
-        raise ModelLoadError(
-            f"{type(model).__name__} reads {channels}-channel images (its first convolution, "
-            f"'{name}') but gets {given} channels, shape {list(example.shape)}; {fix}"
-        ) from exc
+
+
+def _channel_mismatch(model: nn.Module, example: Tensor) -> ModelLoadError | None:
+    """A one-line :class:`ModelLoadError` when the image has other channels than the model's
+    first convolution reads (:func:`input_channels`), naming both counts and the fix."""
+    first = input_channels(model)
+    given = int(example.shape[1]) if getattr(example, "ndim", 0) == 4 else None
+    if first is None or given is None or first[1] == given:
+        return None
+    name, channels = first
+    fix = (
+        "give it a model card whose [preprocess] mean and std have one value each "
+        "(mean = [0.5], std = [0.5]): images then reach it in grayscale"
+        if channels == 1
+        else "seewhy feeds images as RGB (3 channels) or grayscale (1, when the card's "
+        "[preprocess] mean and std have one value each): wrap the model so it takes one "
+        "of those"
+    )
+    return ModelLoadError(
+        f"{type(model).__name__} reads {channels}-channel images (its first convolution, "
+        f"'{name}') but gets {given} channels, shape {list(example.shape)}; {fix}"
+    )
 
 
 def _measure(

@@ -332,7 +332,8 @@ def check_rows(bad: Tensor, where: str = "", samples: Tensor | None = None) -> N
         if samples is not None:
             found = samples.to(found.device)[found].unique()
         rows = found.tolist()
-        shown = f"{rows[:10]}"[:-1] + f", ... ({len(rows)} rows)]" if len(rows) > 10 else rows
+        more = f", ... ({len(rows)} rows)" if len(rows) > 10 else ""
+        shown = f"[{', '.join(map(str, rows[:10]))}{more}]"
         raise ModelOutputError(
             f"the model's output is NaN or infinite{where} for batch rows {shown}; check the "
             "checkpoint and the input preprocessing (mean/std, value range)"

@@ -15,6 +15,7 @@ picked on the clean input, never one re-decided on a perturbed one.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -528,6 +529,31 @@ def label_index(text: str, labels: Sequence[str] | None) -> int | None:
     return None
 
 
+def true_index(text: str, labels: Sequence[str] | None) -> int | None:
+    """The class a true label (a manifest cell, a class folder) names: one of the labels
+    (:func:`label_index`), else, unless the labels are numbers, a class index written as an
+    integer (``2``, or ``2.0``: a Parquet column of indices with a null is read as floats).
+    None when it names neither (the caller says so, adding :func:`numbers_hint`)."""
+    named = label_index(text, labels)
+    if named is not None or numbered(labels):
+        return named
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() else None
+
+
+def numbers_hint(labels: Sequence[str] | None) -> str:
+    """What to add when a number named no class because the labels are numbers."""
+    if not numbered(labels):
+        return ""
+    return "; they are numbers, so a number names one of them, not an index"
+
+
 def _index(text: str, names: Sequence[str], what: str, typed: str | None = None) -> int:
     """``text`` (digits, not one of ``names``) as an output index; refused when some of the
     names are numbers themselves: ``--target 0`` with grades 1..5 would otherwise silently
@@ -535,9 +561,8 @@ def _index(text: str, names: Sequence[str], what: str, typed: str | None = None)
     numbers = numbered(names)
     if numbers:
         raise TargetError(
-            f"target '{typed or text}' is not one of the {what} ({', '.join(names)}); they are "
-            f"numbers, so a number names one of them, not an index: use one of "
-            f"{', '.join(numbers)}"
+            f"target '{typed or text}' is not one of the {what} ({', '.join(names)})"
+            f"{numbers_hint(names)}: use one of {', '.join(numbers)}"
         )
     return int(text)
 

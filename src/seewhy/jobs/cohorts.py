@@ -272,38 +272,17 @@ def true_value(
         if not math.isfinite(number):
             raise UsageError(f"the target column '{column}' is {value!r}")
         return number
-    from seewhy.core.targets import label_index, numbered
+    from seewhy.core.targets import numbers_hint, true_index
 
     text = str(value).strip()
-    named = label_index(text, labels)
-    if named is not None:
-        return labels[named]
-    if numbered(labels):
-        raise UsageError(
-            f"the target column '{column}' holds {text}, which is not one of the model's "
-            f"labels ({', '.join(labels)}); they are numbers, so a number names one of them, "
-            "not an index"
-        )
-    index = _class_index(text)
+    index = true_index(text, labels)
     if index is not None and 0 <= index < classes:
         return labels[index] if labels else str(index)
     known = ", ".join(labels) if labels else f"0..{classes - 1}"
     raise UsageError(
         f"the target column '{column}' holds {text!r}, which is not one of the "
-        f"model's classes ({known}); fix the card's labels or the column"
+        f"model's classes ({known}){numbers_hint(labels)}; fix the card's labels or the column"
     )
-
-
-def _class_index(text: str) -> int | None:
-    """A class index written as an integer: ``2``, or ``2.0`` (a Parquet column of indices
-    with a null in it is read as floats)."""
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
 def mean_features(scores: dict[str, list[float]]) -> list[dict[str, Any]]:

@@ -1045,24 +1045,16 @@ def _batch_target(model: Model, samples: Sequence[Sample], target: str) -> Any:
 
 
 def _true_class(model: Model, sample: Sample) -> int:
-    from seewhy.core.targets import label_index, numbered
+    from seewhy.core.targets import numbers_hint, true_index
 
     value = str(sample.truth).strip()
     labels = model.labels or []
-    named = label_index(value, labels)
-    if named is not None:
-        return named
-    if numbered(labels):
-        raise UsageError(
-            f"sample {sample.id}: true label '{value}' is not one of the model's labels "
-            f"({', '.join(labels)}); they are numbers, so a number names one of them, not an "
-            "index"
-        )
-    if value.lstrip("-").isdigit():
-        return int(value)
+    index = true_index(value, labels)
+    if index is not None:
+        return index
     raise UsageError(
         f"sample {sample.id}: true label '{value}' is neither a class index nor one of the "
-        f"model's labels ({', '.join(labels) or 'none'})"
+        f"model's labels ({', '.join(labels) or 'none'}){numbers_hint(labels)}"
     )
 
 

@@ -147,27 +147,16 @@ def hf_preprocess(module: nn.Module, path: Path) -> Preprocess:
         out = (size, size)
     else:
         out = (fallback, fallback)
-    interpolation = _RESAMPLE.get(processor.get("resample"), "bilinear")  # type: ignore[arg-type]
-    if resize is not None:
-        return HFPreprocess(
-            size=out,
-            mean=mean,
-            std=std,
-            interpolation=interpolation,
-            crop_pct=crop_pct,
-            crop_mode=mode,
-            source="hf",
-            resize=resize,
-        )
-    return Preprocess(
-        size=out,
-        mean=mean,
-        std=std,
-        interpolation=interpolation,
-        crop_pct=crop_pct,
-        crop_mode=mode,
-        source="hf",
-    )
+    fields: dict[str, Any] = {
+        "size": out,
+        "mean": mean,
+        "std": std,
+        "interpolation": _RESAMPLE.get(processor.get("resample"), "bilinear"),  # type: ignore[arg-type]
+        "crop_pct": crop_pct,
+        "crop_mode": mode,
+        "source": "hf",
+    }
+    return Preprocess(**fields) if resize is None else HFPreprocess(**fields, resize=resize)
 
 
 @dataclass(frozen=True)

@@ -451,15 +451,8 @@ def _build(arch: str, n: int | None, base: Path) -> nn.Module:
     elif kind == "hf":
         from seewhy.models.hf import build_hf
 
+        # its head is saved with it: load_model checks num_classes and the labels against it
         module = build_hf(_relative(base, rest), arch)
-        width = getattr(getattr(module, "config", None), "num_labels", n)
-        # one output with two labels is binary, [negative, positive] (load_model checks it)
-        if n is not None and n != width and (n, width) != (2, 1):
-            raise ModelLoadError(
-                f"'{arch}' has {width} outputs (config.json num_labels) but "
-                f"{n} were asked for (labels or num_classes); fix the card, or save the "
-                "fine-tuned model with its head"
-            )
     elif ":" in arch:
         module = _from_factory(arch, n, base)
     elif Path(arch).suffix.lower() in CHECKPOINT_SUFFIXES:
